@@ -1,0 +1,1 @@
+"""SVG and chart rendering, kept apart from the views."""

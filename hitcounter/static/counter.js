@@ -1,0 +1,1 @@
+/* hitcounter snippet placeholder: replaced by the full snippet. */
