@@ -168,7 +168,7 @@ def open_embedded(data_dir: str | os.PathLike[str], *, save_interval: float = 30
         try:
             store = EmbeddedStore(path, save_interval=save_interval)
         except AlreadyRunning:
-            url = _wait_for_url(path)
+            url = wait_for_url(path)
         else:
             _open_stores[path] = store
             atexit.register(store.close)
@@ -178,7 +178,8 @@ def open_embedded(data_dir: str | os.PathLike[str], *, save_interval: float = 30
     return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2)
 
 
-def _wait_for_url(path: Path, seconds: float = 10) -> str:
+def wait_for_url(path: Path, seconds: float = 10) -> str:
+    """Wait until a store serves this data directory; return its URL."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         url = running_url(path)
