@@ -67,10 +67,9 @@ def serve(host: str, port: int, workers: int | None, threads: int | None) -> Non
         url = embedded.running_url(data_dir)
         if url is None:
             interval = env.get("HITCOUNTER_SAVE_INTERVAL", "30")
-            store_process = subprocess.Popen(
-                [sys.executable, "-m", "hitcounter.embedded", "--data-dir", str(data_dir)]
-                + ["--save-interval", interval]  # noqa: RUF005
-            )
+            store_command = [sys.executable, "-m", "hitcounter.embedded"]
+            store_command += ["--data-dir", str(data_dir), "--save-interval", interval]
+            store_process = subprocess.Popen(store_command)
             url = embedded.wait_for_url(data_dir)
         env["HITCOUNTER_REDIS_URL"] = url
         # The embedded store answers over a polled loopback socket: allow it more time.

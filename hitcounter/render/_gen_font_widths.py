@@ -36,6 +36,12 @@ def advance_widths(font_path: Path) -> tuple[int, dict[int, int]]:
     return units_per_em, widths
 
 
+def digit_height(font_path: Path) -> int:
+    """Read the height of the flat-topped digit 1 (the others overshoot it slightly)."""
+    font = TTFont(font_path)
+    return int(font["glyf"][font.getBestCmap()[ord("1")]].yMax)
+
+
 def table_source(name: str, widths: dict[int, int]) -> str:
     """Format one width table as a dict literal keyed by code point."""
     rows = "".join(f"    0x{cp:04X}: {width},\n" for cp, width in sorted(widths.items()))
@@ -55,6 +61,9 @@ def module_source(regular: Path, bold: Path) -> str:
         f"# from {regular.name} and {bold.name}.\n"
         "\n"
         f"UNITS_PER_EM = {units_per_em}\n"
+        "\n"
+        "# Height of the digits above the baseline, to centre digits in counter cells.\n"
+        f"DIGIT_HEIGHT = {digit_height(regular)}\n"
         "\n"
         "# Narrow characters outside the tables measure as a lower-case m, one of the widest\n"
         "# Latin glyphs, so an unknown letter makes the box a little roomy rather than short.\n"

@@ -9,9 +9,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 from hitcounter.errors import InvalidInput
 from hitcounter.render.colors import parse_color, relative_luminance
-from hitcounter.render.fonts import text_width
+from hitcounter.render.fonts import FONT_FAMILY, text_width
 
-FONT_FAMILY = "DejaVu Sans,Verdana,Geneva,sans-serif"
 MAX_TEXT_LENGTH = 64
 ELLIPSIS = "\u2026"
 
@@ -83,8 +82,7 @@ _STYLES: dict[str, BadgeStyle] = {
     ),
 }
 
-BADGE_STYLES = ("flat", "flat-square", "plastic", "for-the-badge")
-assert BADGE_STYLES == tuple(_STYLES)  # one list of names, checked at import
+BADGE_STYLES = tuple(_STYLES)  # ("flat", "flat-square", "plastic", "for-the-badge")
 
 
 def format_count(n: int, abbreviate: bool = False) -> str:
@@ -144,7 +142,9 @@ def render_badge(
     if label:
         texts.insert(0, _text(label, label_width / 2, label_text, label_fill, look, False))
 
-    shapes = [f'<rect x="{label_width}" width="{value_width}" height="{height}" fill="{value_fill}"/>']
+    shapes = [
+        f'<rect x="{label_width}" width="{value_width}" height="{height}" fill="{value_fill}"/>'
+    ]
     if label:
         shapes.insert(0, f'<rect width="{label_width}" height="{height}" fill="{label_fill}"/>')
     defs = []
@@ -170,7 +170,7 @@ def render_badge(
         f"<title>{escape(accessible_name)}</title>"
         f"{''.join(defs)}"
         f"{group}{''.join(shapes)}</g>"
-        f'<g text-anchor="middle" font-family="{FONT_FAMILY}" font-size="{look.font_size}" '
+        f'<g text-anchor="middle" font-family="{FONT_FAMILY}" font-size="{look.font_size:g}" '
         'text-rendering="geometricPrecision">'
         f"{''.join(texts)}</g>"
         "</svg>"
@@ -191,10 +191,8 @@ def _text(
     fill, shadow = ("#333333", "#cccccc") if light else ("#ffffff", "#010101")
     # textLength pins the drawn width to the measured one, so a browser that substitutes a
     # wider font squeezes the text into its box instead of overflowing it.
-    common = (
-        f'x="{center:g}" textLength="{length}" lengthAdjust="spacing"'
-        f"{' font-weight=\"bold\"' if bold else ''}"
-    )
+    weight = ' font-weight="bold"' if bold else ""
+    common = f'x="{center:g}" textLength="{length}" lengthAdjust="spacing"{weight}'
     content = escape(text)
     drawn = f'<text {common} y="{look.baseline:g}" fill="{fill}">{content}</text>'
     if not look.shadow:

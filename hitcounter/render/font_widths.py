@@ -5,6 +5,9 @@
 
 UNITS_PER_EM = 2048
 
+# Height of the digits above the baseline, to centre digits in counter cells.
+DIGIT_HEIGHT = 1493
+
 # Narrow characters outside the tables measure as a lower-case m, one of the widest
 # Latin glyphs, so an unknown letter makes the box a little roomy rather than short.
 REGULAR_FALLBACK = 1995

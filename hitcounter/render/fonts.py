@@ -6,6 +6,13 @@ import unicodedata
 
 from hitcounter.render import font_widths
 
+# DejaVu Sans first, since the widths are its own; the rest are near enough in width that
+# textLength can absorb the difference where DejaVu is not installed.
+FONT_FAMILY = "DejaVu Sans,Verdana,Geneva,sans-serif"
+
+# The height of a digit above its baseline, in em.
+DIGIT_HEIGHT_EM = font_widths.DIGIT_HEIGHT / font_widths.UNITS_PER_EM
+
 # DejaVu has no ideographs or emoji, so the browser draws them from another font: CJK
 # fonts on a 1 em square, colour-emoji fonts wider (Noto Color Emoji advances ~1.245 em).
 # Take the wider so neither overflows; textLength spreads the rest as spacing.
