@@ -89,7 +89,7 @@ def pixel(site: str) -> Response:
     return add_cors(response, outcome.site if outcome else None)
 
 
-@bp.post("/api/v1/hit")
+@bp.post("/api/v1/hit", provide_automatic_options=False)
 def beacon() -> tuple[Response, int]:
     """Count a view sent by the snippet as text/plain JSON (no CORS preflight)."""
     outcome = None

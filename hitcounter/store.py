@@ -9,8 +9,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from importlib import resources
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import urlsplit
@@ -26,7 +27,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 OTHER_PAGE = "(other)"
-SALT_TTL_SECONDS = 48 * 3600
+# A scratch union lives for one pipeline; the expiry only cleans up after a lost connection.
+SCRATCH_TTL_SECONDS = 30
 
 
 class Keys:
@@ -35,7 +37,8 @@ class Keys:
     Global keys (one slot each on a cluster; never used together in one command):
 
     - `{p}:sites`                 set of site names
-    - `{p}:salt:{utc-date}`       32 random bytes; expires after 48 h, so at most two exist
+    - `{p}:salt:{utc-date}`       32 random bytes; expires as the next day ends, so at
+                                  most two exist (today's and yesterday's)
 
     Per-site keys, all under the hash tag `{site}` so one hit is one script on one shard.
     `day` is the date in the site's timezone:
@@ -50,6 +53,7 @@ class Keys:
     - `{p}:{site}:ref:{day}`      zset: referring host -> counted hits that day
     - `{p}:{site}:seen:{visitor}:{path digest}`  dedupe marker, expires after the window
     - `{p}:{site}:rate:{visitor}:{minute}`       per-visitor hits this minute, expires in 60 s
+    - `{p}:{site}:tmp:{random}`   scratch union of day zsets for one stats read (30 s at most)
 
     Day keys expire after the retention period; all-time keys never do.
     """
@@ -97,6 +101,9 @@ class Keys:
 
     def rate(self, site: str, visitor: str, minute: int) -> str:
         return f"{self._site(site)}:rate:{visitor}:{minute}"
+
+    def scratch(self, site: str, token: str) -> str:
+        return f"{self._site(site)}:tmp:{token}"
 
     def all_of_site(self, site: str) -> str:
         """A SCAN pattern matching every key of one site."""
@@ -150,6 +157,53 @@ def _lua(name: str) -> str:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# -- stats reads and export/import: value types ---------------------------------------
+
+
+@dataclass(frozen=True)
+class RangeSummary:
+    """What one pipeline reads for a stats answer over a range of days."""
+
+    days: list[dict[str, int]]  # each day's hash: hits, raw, h:HH, drop:<reason>
+    visitors: int
+    pages: int  # distinct pages with counted hits in the range
+    all_time_hits: int
+    all_time_raw: int
+    all_time_pages: int
+
+
+@dataclass(frozen=True)
+class DaySnapshot:
+    fields: dict[str, int]
+    visitors: int
+    hll: bytes | None  # the HyperLogLog's own bytes where the store can give them
+
+
+@dataclass(frozen=True)
+class DayRestore:
+    fields: Mapping[str, int]
+    pages: Mapping[str, int]
+    referrers: Mapping[str, int]
+    visitors: int
+    hll: bytes | None
+    expire_at: int  # unix time
+
+
+def _int_fields(raw: Mapping[Any, Any]) -> dict[str, int]:
+    return {_text(k): int(v) for k, v in raw.items()}
+
+
+def _batched(items: Iterable[R], size: int) -> Iterator[list[R]]:
+    batch: list[R] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class Store:
@@ -208,14 +262,18 @@ class Store:
 
     @wrap_redis_errors
     def daily_salt(self, utc_date: str) -> bytes:
-        """Return the salt of one UTC day, creating it if this is the day's first call."""
-        key = self.keys.salt(utc_date)
-        salt = self.redis.get(key)
-        if salt is None:
-            # NX: when two workers race, both end up with the first one's salt.
-            self.redis.set(key, secrets.token_bytes(32), nx=True, ex=SALT_TTL_SECONDS)
-            salt = self.redis.get(key)
-        return bytes(salt)
+        """Return the salt of one UTC day, creating it on the day's first call.
+
+        It expires when the next day ends, so only today's and yesterday's salts exist.
+        """
+        day = date.fromisoformat(utc_date)
+        expires = datetime.combine(day + timedelta(days=2), time.min, tzinfo=UTC)
+        fresh = secrets.token_bytes(32)
+        # NX + GET: when two workers race, both get the first one's salt, in one call.
+        existing = self.redis.set(
+            self.keys.salt(utc_date), fresh, nx=True, get=True, exat=int(expires.timestamp())
+        )
+        return fresh if existing is None else bytes(existing)
 
     # -- reads --------------------------------------------------------------------------
 
@@ -280,6 +338,282 @@ class Store:
             yield from self.redis.scan_iter(match=pattern, count=1000, target_nodes="primaries")
         else:
             yield from self.redis.scan_iter(match=pattern, count=1000)
+
+    # -- stats reads --------------------------------------------------------------------
+
+    @wrap_redis_errors
+    def range_summary(self, site: str, days: Sequence[str]) -> RangeSummary:
+        """Read a range's day hashes, visitors, distinct pages and all-time totals at once."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(k.day(site, day))
+        pipe.pfcount(*[k.visitors(site, day) for day in days])
+        scratch = self._queue_union(pipe, site, [k.page_day(site, day) for day in days])
+        pipe.zcard(scratch or k.page_day(site, days[0]))
+        if scratch:
+            pipe.delete(scratch)
+        pipe.hmget(k.totals(site), ["hits", "raw"])
+        pipe.zcard(k.pages(site))
+        results = pipe.execute()
+        day_fields = [_int_fields(raw) for raw in results[: len(days)]]
+        rest = results[len(days) :]
+        visitors = int(rest[0])
+        pages = int(rest[2] if scratch else rest[1])
+        hits, raw = rest[-2]
+        return RangeSummary(
+            days=day_fields,
+            visitors=visitors,
+            pages=pages,
+            all_time_hits=int(hits or 0),
+            all_time_raw=int(raw or 0),
+            all_time_pages=int(rest[-1]),
+        )
+
+    @wrap_redis_errors
+    def day_fields(self, site: str, days: Sequence[str]) -> list[dict[str, int]]:
+        """Read each day's hash: hits, raw, h:HH and drop:<reason> fields."""
+        pipe = self.redis.pipeline(transaction=False)
+        for day in days:
+            pipe.hgetall(self.keys.day(site, day))
+        return [_int_fields(raw) for raw in pipe.execute()]
+
+    @wrap_redis_errors
+    def daily_visitors(self, site: str, days: Sequence[str]) -> list[int]:
+        """Count each day's visitors (one PFCOUNT per day)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for day in days:
+            pipe.pfcount(self.keys.visitors(site, day))
+        return [int(n) for n in pipe.execute()]
+
+    @wrap_redis_errors
+    def daily_page_hits(self, site: str, path: str, days: Sequence[str]) -> list[int]:
+        """Read one page's counted hits on each day."""
+        pipe = self.redis.pipeline(transaction=False)
+        for day in days:
+            pipe.zscore(self.keys.page_day(site, day), path)
+        return [int(score or 0) for score in pipe.execute()]
+
+    @wrap_redis_errors
+    def top_pages(
+        self, site: str, days: Sequence[str], offset: int, limit: int
+    ) -> tuple[int, list[tuple[str, int]]]:
+        """Return the number of pages hit in the days and one page of them by hits."""
+        return self._top(site, [self.keys.page_day(site, day) for day in days], offset, limit)
+
+    @wrap_redis_errors
+    def top_referrers(
+        self, site: str, days: Sequence[str], offset: int, limit: int
+    ) -> tuple[int, list[tuple[str, int]]]:
+        """Return the number of referring hosts in the days and the top ones by hits."""
+        return self._top(site, [self.keys.referrers(site, day) for day in days], offset, limit)
+
+    def _top(
+        self, site: str, keys: Sequence[str], offset: int, limit: int
+    ) -> tuple[int, list[tuple[str, int]]]:
+        pipe = self.redis.pipeline(transaction=False)
+        scratch = self._queue_union(pipe, site, keys)
+        source = scratch or keys[0]
+        pipe.zcard(source)
+        # Ties are broken by member, descending, as ZREVRANGE does: stable across calls.
+        pipe.zrevrange(source, offset, offset + limit - 1, withscores=True)
+        if scratch:
+            pipe.delete(scratch)
+        results = pipe.execute()
+        if scratch:
+            results = results[1:]
+        total, members = results[0], results[1]
+        return int(total), [(_text(member), int(score)) for member, score in members]
+
+    def _queue_union(self, pipe: Any, site: str, keys: Sequence[str]) -> str | None:
+        """Queue a ZUNIONSTORE of several day zsets into a scratch key; None for one day.
+
+        The scratch key shares the site's hash tag (so this works on a cluster), is
+        deleted by the caller in the same pipeline, and expires anyway in case it is not.
+        """
+        if len(keys) == 1:
+            return None
+        scratch = self.keys.scratch(site, secrets.token_hex(8))
+        pipe.zunionstore(scratch, list(keys))
+        pipe.expire(scratch, SCRATCH_TTL_SECONDS)
+        return scratch
+
+    # -- export and import --------------------------------------------------------------
+
+    @wrap_redis_errors
+    def days_with_data(self, site: str, days: Sequence[str]) -> list[str]:
+        """Keep those of the days for which any day key of the site exists."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        for day in days:
+            pipe.exists(
+                k.day(site, day),
+                k.page_day(site, day),
+                k.visitors(site, day),
+                k.referrers(site, day),
+            )
+        return [day for day, found in zip(days, pipe.execute(), strict=True) if int(found)]
+
+    @wrap_redis_errors
+    def all_time_totals(self, site: str) -> tuple[int, int]:
+        """Return the site's all-time (counted hits, raw hits)."""
+        hits, raw = self.redis.hmget(self.keys.totals(site), ["hits", "raw"])
+        return int(hits or 0), int(raw or 0)
+
+    def iter_pages(self, site: str, batch: int = 1000) -> Iterator[list[tuple[str, int, int]]]:
+        """Yield all-time (path, hits, raw hits) in batches, by ZSCAN then HSCAN.
+
+        A path with raw hits but no counted hit is in the raw hash only: the second pass
+        finds those, so nothing kept is left out.
+        """
+        pages, raw = self.keys.pages(site), self.keys.raw(site)
+        for members in _batched(self._zscan(pages), batch):
+            raws = self._call(lambda m=members: self.redis.hmget(raw, [p for p, _ in m]))
+            yield [
+                (_text(path), int(hits), int(r or 0))
+                for (path, hits), r in zip(members, raws, strict=True)
+            ]
+        for fields in _batched(self._hscan(raw), batch):
+            scores = self._call(lambda f=fields: self.redis.zmscore(pages, [p for p, _ in f]))
+            only_raw = [
+                (_text(path), 0, int(r))
+                for (path, r), score in zip(fields, scores, strict=True)
+                if score is None
+            ]
+            if only_raw:
+                yield only_raw
+
+    @wrap_redis_errors
+    def day_snapshot(self, site: str, day: str) -> DaySnapshot:
+        """Read one day's hash, visitor count and (on Redis) its HyperLogLog's bytes."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(k.day(site, day))
+        pipe.pfcount(k.visitors(site, day))
+        pipe.get(k.visitors(site, day))
+        fields, visitors, hll = pipe.execute(raise_on_error=False)
+        if isinstance(fields, Exception) or isinstance(visitors, Exception):
+            raise fields if isinstance(fields, Exception) else visitors
+        # On fakeredis a HyperLogLog is not a string (GET fails): only the count travels.
+        if isinstance(hll, Exception) or not hll:
+            hll = None
+        return DaySnapshot(_int_fields(fields), int(visitors), hll)
+
+    def iter_day_pages(self, site: str, day: str) -> Iterator[tuple[str, int]]:
+        """Yield (path, hits) of one day by ZSCAN."""
+        for path, hits in self._zscan(self.keys.page_day(site, day)):
+            yield _text(path), int(hits)
+
+    def iter_day_referrers(self, site: str, day: str) -> Iterator[tuple[str, int]]:
+        """Yield (host, hits) of one day by ZSCAN."""
+        for host, hits in self._zscan(self.keys.referrers(site, day)):
+            yield _text(host), int(hits)
+
+    @wrap_redis_errors
+    def page_scores(self, site: str, paths: Sequence[str]) -> tuple[int, list[int | None]]:
+        """Return the number of pages kept and each path's all-time hits (None if new)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(self.keys.pages(site))
+        pipe.zmscore(self.keys.pages(site), list(paths))
+        count, scores = pipe.execute()
+        return int(count), [None if s is None else int(s) for s in scores]
+
+    @wrap_redis_errors
+    def add_pages(self, site: str, pages: Sequence[tuple[str, int, int]]) -> None:
+        """Add (path, hits, raw hits) to the all-time pages and totals, in one pipeline."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        hits_total = raw_total = 0
+        for path, hits, raw in pages:
+            pipe.zincrby(k.pages(site), hits, path)
+            if raw:
+                pipe.hincrby(k.raw(site), path, raw)
+            hits_total += hits
+            raw_total += raw
+        pipe.hincrby(k.totals(site), "hits", hits_total)
+        pipe.hincrby(k.totals(site), "raw", raw_total)
+        pipe.execute()
+
+    @wrap_redis_errors
+    def set_pages(self, site: str, pages: Sequence[tuple[str, int, int]]) -> None:
+        """Set (path, hits, raw hits) of all-time pages to these values, in one pipeline."""
+        k = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(k.pages(site), {path: hits for path, hits, _ in pages})
+        raws = {path: raw for path, _, raw in pages if raw}
+        if raws:
+            pipe.hset(k.raw(site), mapping=raws)
+        pipe.execute()
+
+    @wrap_redis_errors
+    def set_totals(self, site: str, hits: int, raw: int) -> None:
+        self.redis.hset(self.keys.totals(site), mapping={"hits": hits, "raw": raw})
+
+    @wrap_redis_errors
+    def restore_day(self, site: str, day: str, restore: DayRestore) -> None:
+        """Replace one day's keys with the given values; they expire at `expire_at`."""
+        k = self.keys
+        keys = [
+            k.day(site, day),
+            k.page_day(site, day),
+            k.visitors(site, day),
+            k.referrers(site, day),
+        ]
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(*keys)
+        if restore.fields:
+            pipe.hset(keys[0], mapping=dict(restore.fields))
+        for chunk in _batched(iter(restore.pages.items()), 1000):
+            pipe.zadd(keys[1], dict(chunk))
+        for chunk in _batched(iter(restore.referrers.items()), 1000):
+            pipe.zadd(keys[3], dict(chunk))
+        for key in keys:
+            pipe.expireat(key, restore.expire_at)
+        pipe.execute()
+        self._restore_visitors(keys[2], restore)
+
+    def _restore_visitors(self, key: str, restore: DayRestore) -> None:
+        if restore.hll is not None:
+            # Redis takes a HyperLogLog's bytes back with SET; PFCOUNT then checks them.
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.set(key, restore.hll)
+            pipe.pfcount(key)
+            pipe.expireat(key, restore.expire_at)
+            if not any(isinstance(r, Exception) for r in pipe.execute(raise_on_error=False)):
+                return
+            self.redis.delete(key)
+        if restore.visitors <= 0:
+            return
+        # No usable bytes (the embedded store, or an export from it): stand-in visitor
+        # ids give the day its count back; a count cannot tell which days shared visitors.
+        pipe = self.redis.pipeline(transaction=False)
+        ids = (f"import:{i}" for i in range(restore.visitors))
+        for chunk in _batched(ids, 1000):
+            pipe.pfadd(key, *chunk)
+        pipe.expireat(key, restore.expire_at)
+        pipe.execute()
+
+    def _zscan(self, key: str) -> Iterator[tuple[Any, float]]:
+        yield from self._call_iter(lambda: self.redis.zscan_iter(key, count=1000))
+
+    def _hscan(self, key: str) -> Iterator[tuple[Any, Any]]:
+        yield from self._call_iter(lambda: self.redis.hscan_iter(key, count=1000))
+
+    @staticmethod
+    @wrap_redis_errors
+    def _call(func: Callable[[], R]) -> R:
+        return func()
+
+    @staticmethod
+    def _call_iter(make: Callable[[], Iterator[R]]) -> Iterator[R]:
+        # Generators escape a decorator's try block: wrap each step instead.
+        iterator = Store._call(make)
+        while True:
+            try:
+                item = Store._call(lambda: next(iterator))
+            except StopIteration:
+                return
+            yield item
 
     # -- operations ---------------------------------------------------------------------
 
