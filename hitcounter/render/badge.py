@@ -136,18 +136,18 @@ def render_badge(
     width = label_width + value_width
     height = look.height
 
-    texts = [
-        _text(value, label_width + value_width / 2, value_text, value_fill, look, look.bold_value)
-    ]
+    shapes: list[str] = []
+    texts: list[str] = []
     if label:
-        texts.insert(0, _text(label, label_width / 2, label_text, label_fill, look, False))
-
-    shapes = [
+        shapes.append(f'<rect width="{label_width}" height="{height}" fill="{label_fill}"/>')
+        texts.append(_text(label, label_width / 2, label_text, label_fill, look, False))
+    shapes.append(
         f'<rect x="{label_width}" width="{value_width}" height="{height}" fill="{value_fill}"/>'
-    ]
-    if label:
-        shapes.insert(0, f'<rect width="{label_width}" height="{height}" fill="{label_fill}"/>')
-    defs = []
+    )
+    texts.append(
+        _text(value, label_width + value_width / 2, value_text, value_fill, look, look.bold_value)
+    )
+    defs: list[str] = []
     if look.gradient:
         stops = "".join(
             f'<stop offset="{offset}" stop-color="{stop}" stop-opacity="{opacity}"/>'
