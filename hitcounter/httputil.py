@@ -1,13 +1,19 @@
-"""Small HTTP helpers shared by the blueprints: client facts, CORS, cache headers."""
+"""Small HTTP helpers shared by the embed endpoints: client facts, CORS, cache headers.
+
+The environ-based helpers serve the WSGI fast path and the Flask views alike.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Response, current_app, request
 
 from hitcounter.config import trusted_networks
+from hitcounter.hits import HitRequest
 from hitcounter.inputs import IPNetwork, client_ip, host_allowed, host_of
 from hitcounter.sites import Site
 
@@ -16,48 +22,82 @@ NO_CACHE_HEADERS = {
     "Pragma": "no-cache",
     "Expires": "Thu, 01 Jan 1970 00:00:00 GMT",
 }
+PREFETCH_HEADERS = ("HTTP_SEC_PURPOSE", "HTTP_PURPOSE", "HTTP_X_PURPOSE", "HTTP_X_MOZ")
 
 
 @lru_cache(maxsize=8)
-def _networks(setting: str) -> tuple[IPNetwork, ...]:
+def trusted_proxies(setting: str) -> tuple[IPNetwork, ...]:
+    """The parsed TRUSTED_PROXIES setting (parsed once per distinct value)."""
     return tuple(trusted_networks(setting))
 
 
-def request_ip() -> str:
-    """The client's address, believing X-Forwarded-For only from trusted proxies."""
-    trusted = _networks(str(current_app.config.get("TRUSTED_PROXIES") or ""))
-    return client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), trusted)
-
-
-def request_source() -> str | None:
-    """The page a request came from: its Origin header, else its Referer."""
-    return request.headers.get("Origin") or request.headers.get("Referer")
-
-
-def is_prefetch() -> bool:
-    purpose = (
-        request.headers.get("Sec-Purpose")
-        or request.headers.get("Purpose")
-        or request.headers.get("X-Purpose")
-        or request.headers.get("X-Moz")
-        or ""
+def hit_request(
+    environ: dict[str, Any],
+    trusted: tuple[IPNetwork, ...],
+    site: str,
+    path: str | None,
+    referrer: str | None,
+) -> HitRequest:
+    """The facts of one embed request, read from the WSGI environ."""
+    purpose = "".join(environ.get(name, "") for name in PREFETCH_HEADERS)
+    return HitRequest(
+        site=site,
+        path=path,
+        referrer=referrer,
+        source=environ.get("HTTP_ORIGIN") or environ.get("HTTP_REFERER"),
+        ip=client_ip(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"), trusted),
+        user_agent=environ.get("HTTP_USER_AGENT", ""),
+        prefetch="prefetch" in purpose.lower(),
     )
-    return "prefetch" in purpose.lower()
 
 
-def add_cors(response: Response, site: Site | None) -> Response:
-    """Let the site's allowed domains (any domain if it has none) read the answer."""
-    origin = request.headers.get("Origin")
+def referer_path(referer: str | None) -> str | None:
+    """The path of a Referer: the page that embedded an image without ?path=."""
+    if not referer:
+        return None
+    try:
+        return urlsplit(referer).path or "/"
+    except ValueError:
+        return None
+
+
+def cors_headers(origin: str | None, site: Site | None, *, error: bool) -> list[tuple[str, str]]:
+    """CORS for an embed answer: the site's domains (any, if it has none) may read it.
+
+    Errors carry CORS for any origin, so the snippet can read why; they hold no site data.
+    """
     if not origin:
-        return response
-    if site is None or not site.domains:
-        response.headers["Access-Control-Allow-Origin"] = "*"
+        return []
+    allow = ""
+    if error or site is None or not site.domains:
+        allow = "*"
     else:
         host = host_of(origin)
         if host and host_allowed(host, site.domains):
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.vary.add("Origin")
-    response.headers["Access-Control-Expose-Headers"] = "X-Hitcounter"
+            allow = origin
+    if not allow:
+        return []
+    headers = [("Access-Control-Allow-Origin", allow)]
+    if allow != "*":
+        headers.append(("Vary", "Origin"))
+    headers.append(("Access-Control-Expose-Headers", "X-Hitcounter"))
+    return headers
+
+
+def request_ip() -> str:
+    """The current request's client address, believing only trusted proxies."""
+    trusted = trusted_proxies(str(current_app.config.get("TRUSTED_PROXIES") or ""))
+    return client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), trusted)
+
+
+def add_cors(response: Response, site: Site | None) -> Response:
+    """Add the embed CORS headers to a Flask response."""
+    origin = request.headers.get("Origin")
+    for name, value in cors_headers(origin, site, error=response.status_code >= 400):
+        if name == "Vary":
+            response.vary.add(value)
+        else:
+            response.headers[name] = value
     return response
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from flask.testing import FlaskClient
 
-from hitcounter.embed import GIF
+from hitcounter.fastpath import GIF
 from tests.conftest import BROWSER, add_site
 
 

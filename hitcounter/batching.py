@@ -1,0 +1,83 @@
+"""Group commit: hits that arrive while a Redis round trip is in flight share the next.
+
+The first caller sends at once, so an idle server adds no wait. Callers arriving while a
+batch is in flight queue up; when it returns, the first of them sends everything queued
+in one pipeline. Every caller returns only after its own hit was applied (or raises),
+so nothing is answered before it is counted.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# Sends a batch of script calls (keys, args) in one round trip; one result per call.
+SendBatch = Callable[[Sequence[tuple[list[str], list[Any]]]], list[Any]]
+
+
+@dataclass
+class _Pending:
+    keys: list[str]
+    args: list[Any]
+    ready: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+
+    def outcome(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class GroupCommit:
+    """Batch concurrent script calls of one process into shared round trips."""
+
+    def __init__(self, send: SendBatch, *, max_batch: int = 64) -> None:
+        self._send = send
+        self._max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queue: list[_Pending] = []
+        self._busy = False
+
+    def call(self, keys: list[str], args: list[Any]) -> Any:
+        """Run one script call, batched with whatever else is waiting; return its result."""
+        mine = _Pending(keys, args)
+        with self._lock:
+            self._queue.append(mine)
+            leader = not self._busy
+            self._busy = True
+        if not leader:
+            mine.ready.wait()
+            if mine.done:
+                return mine.outcome()
+            # Not done: the previous leader handed the next batch over to us.
+        self._lead(mine)
+        return mine.outcome()
+
+    def _lead(self, mine: _Pending) -> None:
+        with self._lock:
+            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+        try:
+            results = self._send([(p.keys, p.args) for p in batch])
+            for pending, result in zip(batch, results, strict=True):
+                if isinstance(result, BaseException):
+                    pending.error = result
+                else:
+                    pending.result = result
+        except BaseException as exc:  # every caller of this batch must hear of it
+            for pending in batch:
+                pending.error = exc
+        finally:
+            for pending in batch:
+                pending.done = True
+            with self._lock:
+                successor = self._queue[0] if self._queue else None
+                self._busy = successor is not None
+            if successor is not None:
+                successor.ready.set()
+            for pending in batch:
+                if pending is not mine:
+                    pending.ready.set()

@@ -1,0 +1,350 @@
+"""The hitcounter benchmark: one command, its baselines in the same run, ratios reported.
+
+    .venv/bin/python -m tests.bench.run [--seconds 10] [--out tests/bench/results/latest.json]
+
+It spawns its own redis-server and gunicorn servers on loopback (the project's gunicorn
+configuration for all three apps), drives them with wrk for a bounded time, and reads
+server CPU time (app processes plus Redis) from /proc around each run. Figures:
+
+- throughput, p50/p99 latency and CPU per hit of the pixel and the beacon, all features on
+  (visitor hashing, dedupe, bot check, day buckets, referrers; every hit counted), and of
+  two reference apps: Flask + one Redis INCR, and a no-op WSGI app (the server's ceiling);
+- p99 latency at half the pixel's maximum throughput (an open-loop paced load);
+- Redis round trips and commands per hit (INFO stats / INFO commandstats);
+- Redis memory per distinct page and per page-day (a site of 10,000 pages, 365 days);
+- stats API latency for sites of 1,000 and 100,000 pages;
+- the snippet's gzipped size.
+
+Throughput swings on a shared machine; CPU per hit is the steadier figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+from tests.conftest import ADMIN_TOKEN, BROWSER_UA, RedisServer, free_port
+from tests.servers import request, wait_until_up
+
+HERE = Path(__file__).parent
+WRK_SCRIPT = HERE / "hits.lua"
+APPS = {
+    "pixel": "hitcounter:create_app()",
+    "beacon": "hitcounter:create_app()",
+    "flask_incr": "tests.bench.reference_apps:flask_incr()",
+    "noop": "tests.bench.reference_apps:noop()",
+}
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    port: int
+
+    def processes(self) -> list[psutil.Process]:
+        master = psutil.Process(self.process.pid)
+        return [master, *master.children(recursive=True)]
+
+
+@contextmanager
+def gunicorn_app(target: str, env: dict[str, str], workers: int, threads: int) -> Iterator[Server]:
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "-c", "python:hitcounter.gunicorn_conf"]
+    command += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
+    command += ["--threads", str(threads), "--access-logfile", "/dev/null", target]
+    process = subprocess.Popen(
+        command, env=os.environ | env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up_any(url, process)
+        yield Server(process, url, port)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def wait_until_up_any(url: str, process: subprocess.Popen[bytes]) -> None:
+    """Wait for any HTTP answer (the reference apps have no /healthz)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server for {url} exited")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]))
+            connection.request("GET", "/hit/warmup.gif")
+            connection.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def run_wrk(url: str, seconds: int, connections: int, mode: str) -> dict[str, float]:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    command += ["-s", str(WRK_SCRIPT), url]
+    out = subprocess.run(
+        command, env=os.environ | {"BENCH_MODE": mode}, capture_output=True, text=True,
+        timeout=seconds + 30, check=True,
+    ).stdout  # fmt: skip
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "requests": requests,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "p50_ms": wrk_latency(out, "50%"),
+        "p99_ms": wrk_latency(out, "99%"),
+        "errors": int(non_2xx.group(1)) if non_2xx else 0,
+    }
+
+
+def wrk_latency(out: str, label: str) -> float:
+    match = re.search(rf"{re.escape(label)}\s+([\d.]+)(us|ms|s)", out)
+    if not match:
+        return float("nan")
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def paced_p99(port: int, path: str, rate: float, seconds: float, threads: int = 4) -> float:
+    """p99 latency (ms) of an open-loop load at a fixed rate, timed from each send's slot."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    start = time.monotonic() + 0.2
+    per_thread = rate / threads
+
+    def worker(offset: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        n = 0
+        mine: list[float] = []
+        while True:
+            slot = start + (n + offset / threads) / per_thread
+            if slot > start + seconds:
+                break
+            delay = slot - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            visitor = f"10.{offset}.{n // 250 % 250}.{n % 250}"
+            connection.request(
+                "GET",
+                f"{path}?path=/paced/{n % 300}",
+                headers={"User-Agent": BROWSER_UA, "X-Forwarded-For": visitor},
+            )
+            connection.getresponse().read()
+            mine.append((time.monotonic() - slot) * 1000)
+            n += 1
+        with lock:
+            latencies.extend(mine)
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return statistics.quantiles(latencies, n=100)[98]
+
+
+def redis_stats(client: redis.Redis) -> dict[str, int]:
+    stats = client.info("stats")
+    commands = client.info("commandstats")
+    return {
+        "reads": int(stats["total_reads_processed"]),
+        "top_level": int(stats["total_commands_processed"]),
+        "all_commands": sum(int(v["calls"]) for v in commands.values()),
+    }
+
+
+def prepare_site(url: str) -> None:
+    status, body = request(
+        url + "/api/v1/sites", "POST", {"name": "bench", "domains": []}, admin=True
+    )
+    assert status == 201, body
+
+
+def measure_load(
+    name: str, redis_server: RedisServer, seconds: int, workers: int, threads: int
+) -> dict[str, Any]:
+    client = redis_server.client()
+    client.flushall()
+    env = {
+        "HITCOUNTER_REDIS_URL": redis_server.url,
+        "HITCOUNTER_ADMIN_TOKEN": ADMIN_TOKEN,
+        "HITCOUNTER_TRUSTED_PROXIES": "127.0.0.1",
+        "HITCOUNTER_LOG_LEVEL": "WARNING",
+    }
+    with gunicorn_app(APPS[name], env, workers, threads) as server:
+        if name in ("pixel", "beacon"):
+            prepare_site(server.url)
+        # Warm up: imports, connections, caches, the script cache.
+        run_wrk(server.url, 2, 16, name)
+        client.flushall() if name in ("flask_incr", "noop") else None
+        processes = server.processes()
+        redis_process = psutil.Process(redis_server.process.pid)  # type: ignore[union-attr]
+        before_cpu = cpu_seconds(processes), cpu_seconds([redis_process])
+        before_redis = redis_stats(client)
+        result = run_wrk(server.url, seconds, 32, name)
+        after_cpu = cpu_seconds(processes), cpu_seconds([redis_process])
+        after_redis = redis_stats(client)
+        hits = result["requests"]
+        app_cpu = after_cpu[0] - before_cpu[0]
+        redis_cpu = after_cpu[1] - before_cpu[1]
+        result |= {
+            "cpu_us_per_hit": (app_cpu + redis_cpu) / hits * 1e6,
+            "app_cpu_us_per_hit": app_cpu / hits * 1e6,
+            "redis_cpu_us_per_hit": redis_cpu / hits * 1e6,
+            "redis_round_trips_per_hit": (after_redis["reads"] - before_redis["reads"]) / hits,
+            "redis_commands_per_hit": (after_redis["all_commands"] - before_redis["all_commands"])
+            / hits,
+        }
+        if name == "pixel":
+            counted = int(client.hget("hc:{bench}:totals", "hits") or 0)
+            result["counted_share"] = counted / max(1, int(client.hget("hc:{bench}:totals", "raw") or 1))
+            result["p99_ms_at_half_max"] = paced_p99(
+                server.port, "/hit/bench.gif", result["rps"] / 2, min(seconds, 8)
+            )
+        return result
+
+
+def measure_memory(redis_server: RedisServer) -> dict[str, float]:
+    """Memory per distinct page (all time) and per page-day, written as hit.lua writes them."""
+    from hitcounter.store import Keys
+
+    client = redis_server.client()
+    client.flushall()
+    keys = Keys()
+    pages = [f"/blog/{year}/{n:05d}-a-post-title" for year, n in zip(range(10_000), range(10_000), strict=True)]
+    pages = [f"/blog/2026/{n:05d}-a-post-title" for n in range(10_000)]
+    base = client.info("memory")["used_memory"]
+    pipe = client.pipeline(transaction=False)
+    for i, page in enumerate(pages):
+        pipe.zincrby(keys.pages("mem"), i + 1, page)
+        pipe.hincrby(keys.raw("mem"), page, i + 1)
+    pipe.execute()
+    after_pages = client.info("memory")["used_memory"]
+    page_days = 0
+    for day in range(365):
+        date = f"2026-{1 + day // 31:02d}-{1 + day % 31:02d}"
+        pipe = client.pipeline(transaction=False)
+        for page in pages[(day * 37) % 9000 : (day * 37) % 9000 + 1000]:
+            pipe.zincrby(keys.page_day("mem", date), 3, page)
+            page_days += 1
+        pipe.execute()
+    after_days = client.info("memory")["used_memory"]
+    return {
+        "bytes_per_page": (after_pages - base) / len(pages),
+        "bytes_per_page_day": (after_days - after_pages) / page_days,
+        "page_days": page_days,
+    }
+
+
+def snippet_gzip_bytes() -> int:
+    body = resources.files("hitcounter").joinpath("static", "counter.js").read_bytes()
+    return len(gzip.compress(body, 9))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--out", default=str(HERE / "results" / "latest.json"))
+    parser.add_argument("--only", nargs="*", default=list(APPS))
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "seconds": args.seconds}
+    with tempfile.TemporaryDirectory(prefix="hitcounter-bench-") as directory:
+        redis_server = RedisServer(Path(directory))
+        redis_server.start()
+        try:
+            for name in args.only:
+                print(f"measuring {name} ...", file=sys.stderr)
+                results[name] = measure_load(
+                    name, redis_server, args.seconds, args.workers, args.threads
+                )
+            results["memory"] = measure_memory(redis_server)
+        finally:
+            redis_server.stop()
+    results["snippet_gzip_bytes"] = snippet_gzip_bytes()
+    add_ratios(results)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(table(results))
+
+
+def add_ratios(results: dict[str, Any]) -> None:
+    ratios: dict[str, float] = {}
+    for name in ("pixel", "beacon"):
+        if name in results and "flask_incr" in results:
+            ratios[f"{name}_cpu_vs_flask_incr"] = (
+                results["flask_incr"]["cpu_us_per_hit"] / results[name]["cpu_us_per_hit"]
+            )
+        if name in results and "noop" in results:
+            ratios[f"{name}_rps_vs_noop"] = results[name]["rps"] / results["noop"]["rps"]
+            ratios[f"{name}_cpu_vs_noop"] = (
+                results["noop"]["cpu_us_per_hit"] / results[name]["cpu_us_per_hit"]
+            )
+    results["ratios"] = ratios
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        "| app | req/s | p50 ms | p99 ms | CPU µs/hit (app + Redis) | Redis round trips/hit | Redis commands/hit |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in APPS:
+        r = results.get(name)
+        if not r:
+            continue
+        lines.append(
+            f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+            f"{r['cpu_us_per_hit']:.0f} ({r['app_cpu_us_per_hit']:.0f} + {r['redis_cpu_us_per_hit']:.0f}) | "
+            f"{r['redis_round_trips_per_hit']:.2f} | {r['redis_commands_per_hit']:.1f} |"
+        )
+    lines.append("")
+    for key, value in results.get("ratios", {}).items():
+        lines.append(f"- {key}: {value:.2f}x")
+    if "pixel" in results:
+        lines.append(f"- pixel p99 at half its max throughput: {results['pixel']['p99_ms_at_half_max']:.2f} ms")
+    memory = results.get("memory", {})
+    if memory:
+        lines.append(f"- Redis memory per distinct page: {memory['bytes_per_page']:.0f} bytes")
+        lines.append(f"- Redis memory per page-day: {memory['bytes_per_page_day']:.0f} bytes")
+    lines.append(f"- snippet: {results['snippet_gzip_bytes']} bytes gzipped")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
