@@ -13,9 +13,10 @@ if TYPE_CHECKING:
 
 def create_app(config: Mapping[str, Any] | None = None, *, store: Store | None = None) -> Flask:
     """Build the app: defaults, then HITCOUNTER_* variables, then `config`."""
-    from hitcounter import admin_api, dashboard, embed, images, landing, ops, stats_api
+    from hitcounter import admin_api, dashboard, embed, images, landing, metrics, ops, stats_api
     from hitcounter.config import DEFAULTS
     from hitcounter.errors import register_error_handlers
+    from hitcounter.fastpath import HitEndpoints
     from hitcounter.logs import configure_logging
     from hitcounter.services import init_services
 
@@ -26,7 +27,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, store: Store | None =
         app.config.from_mapping(config)
     configure_logging(app)
     register_error_handlers(app)
-    init_services(app, store)
+    services = init_services(app, store)
+    metrics.init_app(app)
     for blueprint in (
         embed.bp,
         images.bp,
@@ -35,6 +37,9 @@ def create_app(config: Mapping[str, Any] | None = None, *, store: Store | None =
         dashboard.bp,
         landing.bp,
         ops.bp,
+        metrics.bp,
     ):
         app.register_blueprint(blueprint)
+    # The pixel and the beacon run on every page view: answer them before Flask.
+    app.wsgi_app = HitEndpoints(app.wsgi_app, services.recorder, app.config)  # type: ignore[method-assign]
     return app

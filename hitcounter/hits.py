@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from hitcounter import metrics
 from hitcounter.bots import is_bot, is_image_proxy
 from hitcounter.errors import InvalidInput
 from hitcounter.inputs import host_allowed, host_of, normalise_path, validate_site_name
@@ -81,7 +82,11 @@ class HitRecorder:
         self.visitors = VisitorHasher(store)
 
     def record(self, hit: HitRequest, *, now: datetime | None = None) -> HitOutcome:
-        now = now or datetime.now(UTC)
+        outcome = self._record(hit, now or datetime.now(UTC))
+        metrics.observe_hit(outcome)
+        return outcome
+
+    def _record(self, hit: HitRequest, now: datetime) -> HitOutcome:
         try:
             name = validate_site_name(hit.site)
         except InvalidInput as exc:

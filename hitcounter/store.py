@@ -19,8 +19,11 @@ from urllib.parse import urlsplit
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
+from hitcounter import metrics
+from hitcounter.batching import GroupCommit
 from hitcounter.errors import InvalidInput, StoreUnavailable
 
 P = ParamSpec("P")
@@ -141,12 +144,17 @@ def wrap_redis_errors(func: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except redis.exceptions.ResponseError:
-            raise
-        except redis.exceptions.RedisError as exc:
-            raise StoreUnavailable(f"the store cannot be reached: {exc}") from exc
+        with metrics.redis_call(func.__name__):
+            try:
+                return func(*args, **kwargs)
+            except (redis.exceptions.ClusterError, redis.exceptions.RedisClusterException) as exc:
+                # CLUSTERDOWN while a replica takes over, no reachable node: the store is
+                # away (ClusterDownError is also a ResponseError, so this comes first).
+                raise StoreUnavailable(f"the cluster cannot serve: {exc}") from exc
+            except redis.exceptions.ResponseError:
+                raise
+            except redis.exceptions.RedisError as exc:
+                raise StoreUnavailable(f"the store cannot be reached: {exc}") from exc
 
     return wrapper
 
@@ -216,6 +224,8 @@ class Store:
         # register_script sends EVALSHA and loads the script once if the server lacks it;
         # a NOSCRIPT answer means nothing ran, so that retry cannot count twice.
         self._hit_script = client.register_script(_lua("hit.lua"))
+        # Concurrent hits of one process share round trips (see batching.py).
+        self._hits = GroupCommit(self._send_hits)
         self._drop_script = client.register_script(_lua("drop.lua"))
 
     # -- the hit path -------------------------------------------------------------------
@@ -246,7 +256,7 @@ class Store:
             f"{write.hour:02d}",
             OTHER_PAGE,
         ]
-        counted, reason, page_hits, site_hits, path = self._hit_script(keys=keys, args=args)
+        counted, reason, page_hits, site_hits, path = self._hits.call(keys, args)
         return HitCounts(
             counted=bool(counted),
             reason=_text(reason),
@@ -254,6 +264,37 @@ class Store:
             site_hits=int(site_hits),
             path=_text(path),
         )
+
+    def _send_hits(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Run a batch of hit scripts in one pipeline (one round trip, not a transaction)."""
+        script = self._hit_script
+        if self.is_cluster:
+            # redis-py's cluster pipeline refuses scripts: one round trip per hit there.
+            return [self._run_one(script, keys, args) for keys, args in calls]
+        results = self._pipeline_evalsha(script.sha, calls)
+        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            # NOSCRIPT means the script did not run: loading it and sending again is safe.
+            self.redis.script_load(script.script)
+            again = self._pipeline_evalsha(script.sha, [calls[i] for i in missing])
+            for i, result in zip(missing, again, strict=True):
+                results[i] = result
+        return results
+
+    @staticmethod
+    def _run_one(script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return script(keys=keys, args=args)
+        except redis.exceptions.ResponseError as exc:
+            return exc
+
+    def _pipeline_evalsha(
+        self, sha: str, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(sha, len(keys), *keys, *args)
+        return list(pipe.execute(raise_on_error=False))
 
     @wrap_redis_errors
     def record_drop(self, site: str, day: str, reason: str, retention_seconds: int) -> None:
@@ -348,26 +389,26 @@ class Store:
         pipe = self.redis.pipeline(transaction=False)
         for day in days:
             pipe.hgetall(k.day(site, day))
-        pipe.pfcount(*[k.visitors(site, day) for day in days])
-        scratch = self._queue_union(pipe, site, [k.page_day(site, day) for day in days])
-        pipe.zcard(scratch or k.page_day(site, days[0]))
-        if scratch:
-            pipe.delete(scratch)
+        # redis-py refuses multi-key PFCOUNT in a cluster pipeline without looking at the
+        # keys; these share the site's hash tag, so the raw command is routed to one node.
+        pipe.execute_command("PFCOUNT", *[k.visitors(site, day) for day in days])
         pipe.hmget(k.totals(site), ["hits", "raw"])
         pipe.zcard(k.pages(site))
+        scratch = self._queue_union(pipe, site, [k.page_day(site, day) for day in days])
+        pipe.zcard(scratch)
+        if scratch != k.page_day(site, days[0]):
+            pipe.delete(scratch)
         results = pipe.execute()
-        day_fields = [_int_fields(raw) for raw in results[: len(days)]]
-        rest = results[len(days) :]
-        visitors = int(rest[0])
-        pages = int(rest[2] if scratch else rest[1])
-        hits, raw = rest[-2]
+        n = len(days)
+        visitors, (hits, raw), all_time_pages = results[n : n + 3]
+        pages = results[-2] if scratch != k.page_day(site, days[0]) else results[-1]
         return RangeSummary(
-            days=day_fields,
-            visitors=visitors,
-            pages=pages,
+            days=[_int_fields(raw) for raw in results[:n]],
+            visitors=int(visitors),
+            pages=int(pages),
             all_time_hits=int(hits or 0),
             all_time_raw=int(raw or 0),
-            all_time_pages=int(rest[-1]),
+            all_time_pages=int(all_time_pages),
         )
 
     @wrap_redis_errors
@@ -383,7 +424,7 @@ class Store:
         """Count each day's visitors (one PFCOUNT per day)."""
         pipe = self.redis.pipeline(transaction=False)
         for day in days:
-            pipe.pfcount(self.keys.visitors(site, day))
+            pipe.execute_command("PFCOUNT", self.keys.visitors(site, day))
         return [int(n) for n in pipe.execute()]
 
     @wrap_redis_errors
@@ -412,27 +453,26 @@ class Store:
         self, site: str, keys: Sequence[str], offset: int, limit: int
     ) -> tuple[int, list[tuple[str, int]]]:
         pipe = self.redis.pipeline(transaction=False)
-        scratch = self._queue_union(pipe, site, keys)
-        source = scratch or keys[0]
+        source = self._queue_union(pipe, site, keys)
+        queued = len(pipe)
         pipe.zcard(source)
-        # Ties are broken by member, descending, as ZREVRANGE does: stable across calls.
+        # Ties come in reverse member order, as ZREVRANGE gives them: stable across calls.
         pipe.zrevrange(source, offset, offset + limit - 1, withscores=True)
-        if scratch:
-            pipe.delete(scratch)
+        if source != keys[0]:
+            pipe.delete(source)
         results = pipe.execute()
-        if scratch:
-            results = results[1:]
-        total, members = results[0], results[1]
+        total, members = results[queued], results[queued + 1]
         return int(total), [(_text(member), int(score)) for member, score in members]
 
-    def _queue_union(self, pipe: Any, site: str, keys: Sequence[str]) -> str | None:
-        """Queue a ZUNIONSTORE of several day zsets into a scratch key; None for one day.
+    def _queue_union(self, pipe: Any, site: str, keys: Sequence[str]) -> str:
+        """Queue a ZUNIONSTORE of several day zsets into a scratch key; return the key.
 
-        The scratch key shares the site's hash tag (so this works on a cluster), is
-        deleted by the caller in the same pipeline, and expires anyway in case it is not.
+        One day needs no union: its own key is returned and nothing is queued. The
+        scratch key shares the site's hash tag (so this works on a cluster), is deleted
+        by the caller in the same pipeline, and expires anyway in case it is not.
         """
         if len(keys) == 1:
-            return None
+            return keys[0]
         scratch = self.keys.scratch(site, secrets.token_hex(8))
         pipe.zunionstore(scratch, list(keys))
         pipe.expire(scratch, SCRATCH_TTL_SECONDS)
@@ -468,13 +508,13 @@ class Store:
         """
         pages, raw = self.keys.pages(site), self.keys.raw(site)
         for members in _batched(self._zscan(pages), batch):
-            raws = self._call(lambda m=members: self.redis.hmget(raw, [p for p, _ in m]))
+            raws = self._hmget(raw, [path for path, _ in members])
             yield [
                 (_text(path), int(hits), int(r or 0))
                 for (path, hits), r in zip(members, raws, strict=True)
             ]
         for fields in _batched(self._hscan(raw), batch):
-            scores = self._call(lambda f=fields: self.redis.zmscore(pages, [p for p, _ in f]))
+            scores = self._zmscore(pages, [path for path, _ in fields])
             only_raw = [
                 (_text(path), 0, int(r))
                 for (path, r), score in zip(fields, scores, strict=True)
@@ -484,12 +524,20 @@ class Store:
                 yield only_raw
 
     @wrap_redis_errors
+    def _hmget(self, key: str, fields: list[Any]) -> list[Any]:
+        return list(self.redis.hmget(key, fields))
+
+    @wrap_redis_errors
+    def _zmscore(self, key: str, members: list[Any]) -> list[Any]:
+        return list(self.redis.zmscore(key, members))
+
+    @wrap_redis_errors
     def day_snapshot(self, site: str, day: str) -> DaySnapshot:
         """Read one day's hash, visitor count and (on Redis) its HyperLogLog's bytes."""
         k = self.keys
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(k.day(site, day))
-        pipe.pfcount(k.visitors(site, day))
+        pipe.execute_command("PFCOUNT", k.visitors(site, day))
         pipe.get(k.visitors(site, day))
         fields, visitors, hll = pipe.execute(raise_on_error=False)
         if isinstance(fields, Exception) or isinstance(visitors, Exception):
@@ -512,6 +560,8 @@ class Store:
     @wrap_redis_errors
     def page_scores(self, site: str, paths: Sequence[str]) -> tuple[int, list[int | None]]:
         """Return the number of pages kept and each path's all-time hits (None if new)."""
+        if not paths:
+            return int(self.redis.zcard(self.keys.pages(site))), []
         pipe = self.redis.pipeline(transaction=False)
         pipe.zcard(self.keys.pages(site))
         pipe.zmscore(self.keys.pages(site), list(paths))
@@ -570,14 +620,14 @@ class Store:
         for key in keys:
             pipe.expireat(key, restore.expire_at)
         pipe.execute()
-        self._restore_visitors(keys[2], restore)
+        self._restore_visitors(keys[2], day, restore)
 
-    def _restore_visitors(self, key: str, restore: DayRestore) -> None:
+    def _restore_visitors(self, key: str, day: str, restore: DayRestore) -> None:
         if restore.hll is not None:
             # Redis takes a HyperLogLog's bytes back with SET; PFCOUNT then checks them.
             pipe = self.redis.pipeline(transaction=False)
             pipe.set(key, restore.hll)
-            pipe.pfcount(key)
+            pipe.execute_command("PFCOUNT", key)
             pipe.expireat(key, restore.expire_at)
             if not any(isinstance(r, Exception) for r in pipe.execute(raise_on_error=False)):
                 return
@@ -585,9 +635,9 @@ class Store:
         if restore.visitors <= 0:
             return
         # No usable bytes (the embedded store, or an export from it): stand-in visitor
-        # ids give the day its count back; a count cannot tell which days shared visitors.
+        # ids, new each day as real ones are (the salt changes daily), give the count back.
         pipe = self.redis.pipeline(transaction=False)
-        ids = (f"import:{i}" for i in range(restore.visitors))
+        ids = (f"import:{day}:{i}" for i in range(restore.visitors))
         for chunk in _batched(ids, 1000):
             pipe.pfadd(key, *chunk)
         pipe.expireat(key, restore.expire_at)
@@ -651,10 +701,13 @@ def _connect_cluster(url: str, options: dict[str, Any]) -> RedisCluster:
         nodes.append(ClusterNode(host or "127.0.0.1", int(port or 6379)))
     password = parts.password
     options.pop("health_check_interval")
+    # `retry` (no retries) is the cluster client's own retry count. On a connection error
+    # or timeout RedisCluster reloads the slot map and raises without resending, so after
+    # a failover the next command goes to the promoted replica; MOVED, ASK and TRYAGAIN
+    # answers mean the command did not run, and are followed.
     return RedisCluster(
         startup_nodes=nodes,
         password=password,
         username=parts.username or None,
-        cluster_error_retry_attempts=0,
         **options,
     )

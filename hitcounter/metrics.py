@@ -1,0 +1,148 @@
+"""Prometheus metrics: hits, drops, request latency, Redis calls, build info; `GET /metrics`.
+
+Under gunicorn each worker is a process of its own. When PROMETHEUS_MULTIPROC_DIR is set
+(`hitcounter.gunicorn_conf` sets it before the workers fork), prometheus-client keeps
+every value in a file there and `/metrics` sums the files of all workers, so any worker
+answers for the whole server.
+
+No label ever holds something a client chose (a site name, a path, a method): junk
+requests must not be able to grow the number of series without bound.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from typing import TYPE_CHECKING
+
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+if TYPE_CHECKING:
+    from hitcounter.hits import HitOutcome
+
+bp = Blueprint("metrics", __name__)
+
+# A hit is a Redis round trip plus a little Python: most answers take a few
+# milliseconds, and anything near the Redis timeout (0.5 s) is trouble worth seeing.
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+# Every reason HitRecorder can give; anything else would be a bug, counted as "other".
+DROP_REASONS = frozenset(
+    {"invalid", "unknown_site", "bot", "origin", "rate_limited", "prefetch", "other"}
+)
+
+HITS = Counter(
+    "hitcounter_hits",
+    "Hits kept: counted, or raw hits inside the dedupe window (duplicate).",
+    ["outcome"],
+)
+DROPS = Counter("hitcounter_hits_dropped", "Hit requests not counted, by reason.", ["reason"])
+REQUEST_SECONDS = Histogram(
+    "hitcounter_request_duration_seconds",
+    "Time to answer an HTTP request, by Flask endpoint and status code.",
+    ["endpoint", "status"],
+    buckets=REQUEST_BUCKETS,
+)
+REDIS_SECONDS = Histogram(
+    "hitcounter_redis_duration_seconds",
+    "Time of one store operation (one or a few Redis round trips), by operation.",
+    ["operation"],
+    buckets=REDIS_BUCKETS,
+)
+REDIS_ERRORS = Counter(
+    "hitcounter_redis_errors",
+    "Store operations that failed: Redis unreachable, timed out, or an error reply.",
+    ["operation"],
+)
+BUILD_INFO = Gauge(
+    "hitcounter_build_info",
+    "Always 1; the labels say which version runs.",
+    ["version", "python"],
+    # One series whatever the number of workers (they all run the same build).
+    multiprocess_mode="max",
+)
+
+
+def version() -> str:
+    """The installed hitcounter version."""
+    try:
+        return metadata.version("hitcounter")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def observe_hit(outcome: HitOutcome) -> None:
+    """Count one hit request by what became of it."""
+    if outcome.accepted:
+        HITS.labels("duplicate" if outcome.reason else "counted").inc()
+    else:
+        DROPS.labels(outcome.reason if outcome.reason in DROP_REASONS else "other").inc()
+
+
+@contextmanager
+def redis_call(operation: str) -> Iterator[None]:
+    """Time one store operation; count it as an error if it raises."""
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception:
+        REDIS_ERRORS.labels(operation).inc()
+        raise
+    finally:
+        REDIS_SECONDS.labels(operation).observe(time.perf_counter() - started)
+
+
+def init_app(app: Flask) -> None:
+    """Time every request of the app and publish the build info."""
+    BUILD_INFO.labels(version(), platform.python_version()).set(1)
+    app.before_request(_start_timer)
+    app.after_request(_observe_request)
+
+
+def _start_timer() -> None:
+    g.hitcounter_request_started = time.perf_counter()
+
+
+def _observe_request(response: Response) -> Response:
+    started = g.get("hitcounter_request_started")
+    if started is not None:
+        # The endpoint name ("embed.pixel"), never the raw path: bounded cardinality.
+        endpoint = request.endpoint or "unmatched"
+        observe_request(endpoint, response.status_code, time.perf_counter() - started)
+    return response
+
+
+def observe_request(endpoint: str, status: int, seconds: float) -> None:
+    """Record one answered request (also called by the WSGI hit fast path)."""
+    REQUEST_SECONDS.labels(endpoint, str(status)).observe(seconds)
+
+
+def exposition() -> bytes:
+    """The metrics in Prometheus text format, summed over all workers if there are several."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Serve the metrics to Prometheus."""
+    response = Response(exposition(), mimetype=None, content_type=CONTENT_TYPE_LATEST)
+    response.headers["Cache-Control"] = "no-store"
+    return response
