@@ -141,7 +141,7 @@ def exposition() -> bytes:
 
 
 @bp.get("/metrics")
-def metrics() -> Response:
+def prometheus() -> Response:
     """Serve the metrics to Prometheus."""
     response = Response(exposition(), mimetype=None, content_type=CONTENT_TYPE_LATEST)
     response.headers["Cache-Control"] = "no-store"
