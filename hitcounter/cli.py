@@ -235,3 +235,105 @@ def check() -> None:
         except HitcounterError as exc:
             raise click.ClickException(f"store unreachable: {exc.message}") from exc
     click.echo("store: answers")
+
+
+# -- stats, export and import ------------------------------------------------------------
+
+
+@main.command("stats")
+@click.argument("name")
+@click.option("--from", "start", metavar="YYYY-MM-DD", help="First day (default: 29 days ago).")
+@click.option("--to", "end", metavar="YYYY-MM-DD", help="Last day (default: today).")
+@click.option("--limit", default=10, show_default=True, help="Top pages and referrers shown.")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON answers.")
+def stats_command(name: str, start: str | None, end: str | None, limit: int, as_json: bool) -> None:
+    """Show a site's totals, top pages and referrers over a range of days."""
+    from hitcounter import stats
+
+    with services() as s:
+        found = s.sites.fresh(name)
+        span = stats.parse_range(found, start, end)
+        limit = stats.parse_int(str(limit), "limit", stats.DEFAULT_LIMIT, 1, stats.MAX_LIMIT)
+        totals = stats.summary(s.store, found, span)
+        pages = stats.top_pages(s.store, found, span, limit=limit)
+        referrers = stats.top_referrers(s.store, found, span, limit=limit)
+    if as_json:
+        click.echo(json.dumps({"stats": totals, "pages": pages, "referrers": referrers}, indent=2))
+        return
+    click.echo(f"{found.name}: {span.start} to {span.end} ({found.timezone})")
+    click.echo(
+        f"  hits {totals['hits']:,}  raw {totals['raw_hits']:,}  visitors {totals['visitors']:,}"
+        f"  pages {totals['pages']:,}  all time {totals['all_time']['hits']:,}"
+    )
+    dropped = ", ".join(f"{reason} {n:,}" for reason, n in totals["dropped"].items())
+    click.echo(f"  not counted: {dropped}")
+    for title, rows, key in (
+        ("top pages", pages["pages"], "path"),
+        ("referrers", referrers["referrers"], "host"),
+    ):
+        click.echo(f"\n{title}:")
+        for row in rows:
+            click.echo(f"  {row['hits']:>10,}  {row[key]}")
+        if not rows:
+            click.echo("  (none)")
+
+
+@main.command("export")
+@click.argument("name")
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True
+)
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+    help="File to write (default: standard output).",
+)  # fmt: skip
+def export_command(name: str, fmt: str, output: str) -> None:
+    """Export everything kept for a site (the JSON is what `import` takes back)."""
+    from hitcounter.transfer import Export
+
+    with services() as s:
+        found = s.sites.fresh(name)
+        plan = Export.plan(s.store, found, retention_days=int(current_app.config["RETENTION_DAYS"]))
+        with click.open_file(output, "w", encoding="utf-8") as out:
+            if output == "-":  # the export itself is on stdout: no progress bar around it
+                write_export(plan, fmt, out, lambda _n: None)
+            else:
+                with click.progressbar(
+                    length=len(plan.days) + 1, label=f"exporting {found.name}", file=sys.stderr
+                ) as bar:
+                    write_export(plan, fmt, out, bar.update)
+    if output != "-":
+        click.echo(f"Exported {found.name!r}: {len(plan.days)} days to {output}.", err=True)
+
+
+def write_export(plan: Any, fmt: str, out: Any, progress: Callable[[int], None]) -> None:
+    chunks = plan.json_chunks(progress) if fmt == "json" else plan.csv_chunks(progress)
+    for chunk in chunks:
+        out.write(chunk)
+
+
+@main.command("import")
+@click.argument("name")
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+def import_command(name: str, source: Any) -> None:
+    """Import an export (restores it) or {"pages": {path: hits}} starting counts."""
+    from hitcounter.transfer import import_body, import_size
+
+    try:
+        body = json.load(source)
+    except ValueError as exc:
+        raise click.ClickException(f"{source.name} is not JSON: {exc}") from exc
+    with services() as s:
+        config = current_app.config
+        with click.progressbar(
+            length=max(import_size(body), 1), label=f"importing into {name}", file=sys.stderr
+        ) as bar:
+            summary = import_body(
+                s,
+                name,
+                body,
+                max_pages=int(config["MAX_PAGES"]),
+                retention_days=int(config["RETENTION_DAYS"]),
+                progress=bar.update,
+            )
+    click.echo(json.dumps(summary))

@@ -1,0 +1,159 @@
+"""Stats latency for a site of 1,000 and of 100,000 pages, on a spawned redis-server.
+
+Not a test: run it by hand and read the figures.
+
+    .venv/bin/python -m tests.bench.bench_stats [--repeat 40] [--pages 1000 100000]
+
+Each site gets 30 days of data shaped as the hit script writes it: the all-time pages
+zset, raw hash and totals; and per day the day hash (hits, raw, 24 hour fields, drops),
+a page-day zset holding a tenth of the site's pages (so 30 days touch ~96% of them;
+scores flat random, or Zipf-like with --shape zipf), a
+HyperLogLog of visitors and a referrer zset. Every request goes through the Flask app
+(routing, auth, JSON), so the figures are what a client sees minus the network.
+
+Two tables: "cold", with the sum of the range's past days never kept (every request
+runs ZUNIONSTORE over them), and "warm", with that sum kept (STATS_CACHE_SECONDS, an hour
+by default), as every read after the first of the day sees it: then only today's zset is
+combined with it, by the threshold algorithm in Store._top_of_sum.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from hitcounter import create_app
+from hitcounter.store import Keys
+from tests.conftest import ADMIN, ADMIN_TOKEN, add_site, spawn_redis
+
+DAYS = 30
+DAY_SHARE = 0.10
+ENDPOINTS = [
+    "stats",
+    "pages?limit=10",
+    "pages?limit=100&offset=100",
+    "referrers?limit=10",
+    "timeseries",
+    "timeseries?interval=hour&from={week}",
+    "stats?from={today}&to={today}",
+    "pages?from={today}&to={today}",
+]
+
+
+def day_score(rank: int, shape: str, rng: random.Random) -> int:
+    """A page's hits on one day: flat random, or falling with its popularity rank."""
+    if shape == "uniform":
+        return rng.randint(1, 300)
+    return max(1, int(20_000 / (rank + 1) * rng.uniform(0.5, 1.5)))
+
+
+def seed(client: object, site: str, pages: int, rng: random.Random, shape: str) -> None:
+    """Write a site's keys as 30 days of hits would have left them."""
+    keys = Keys()
+    paths = [f"/post/{n:06d}/" for n in range(pages)]
+    today = datetime.now(UTC).date()
+    pipe = client.pipeline(transaction=False)  # type: ignore[attr-defined]
+    for start in range(0, pages, 5000):
+        chunk = paths[start : start + 5000]
+        pipe.zadd(keys.pages(site), {p: rng.randint(1, 5000) for p in chunk})
+        pipe.hset(keys.raw(site), mapping={p: rng.randint(1, 6000) for p in chunk})
+        pipe.execute()
+    pipe.hset(keys.totals(site), mapping={"hits": 10**7, "raw": 12 * 10**6})
+    per_day = max(1, int(pages * DAY_SHARE))
+    for offset in range(DAYS):
+        day = (today - timedelta(days=offset)).isoformat()
+        hours = {f"h:{h:02d}": rng.randint(0, 500) for h in range(24)}
+        pipe.hset(
+            keys.day(site, day),
+            mapping={"hits": sum(hours.values()), "raw": sum(hours.values()) + 99, "drop:bot": 7}
+            | hours,
+        )
+        sample = rng.sample(range(pages), per_day)
+        for start in range(0, per_day, 5000):
+            chunk = sample[start : start + 5000]
+            scores = {paths[rank]: day_score(rank, shape, rng) for rank in chunk}
+            pipe.zadd(keys.page_day(site, day), scores)
+        pipe.pfadd(keys.visitors(site, day), *[f"v{day}{n}" for n in range(2000)])
+        pipe.zadd(keys.referrers(site, day), {f"ref{n}.example": n for n in range(50)})
+        pipe.execute()
+
+
+def measure(client: object, url: str, repeat: int) -> tuple[float, float]:
+    """Median and 95th percentile latency of one URL, in milliseconds."""
+    timings = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = client.get(url, headers=ADMIN)  # type: ignore[attr-defined]
+        timings.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.get_data(as_text=True)
+    timings.sort()
+    return statistics.median(timings), timings[int(len(timings) * 0.95) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=40)
+    parser.add_argument("--pages", type=int, nargs="+", default=[1000, 100_000])
+    parser.add_argument(
+        "--shape",
+        choices=["uniform", "zipf"],
+        default="uniform",
+        help="Day scores: flat random (the threshold algorithm's worst case) or Zipf-like.",
+    )
+    args = parser.parse_args()
+    rng = random.Random(7)
+    today = datetime.now(UTC).date()
+    week = (today - timedelta(days=6)).isoformat()
+    results: dict[tuple[str, int], dict[str, tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="hitcounter-bench-") as directory:
+        server = spawn_redis(Path(directory))
+        try:
+            config = {
+                "ADMIN_TOKEN": ADMIN_TOKEN,
+                "REDIS_URL": server.url,
+                "REDIS_TIMEOUT": 30,
+                "DATA_DIR": str(Path(directory) / "data"),
+                "MAX_PAGES": max(args.pages),
+            }
+            apps = {
+                "cold": create_app(config | {"STATS_CACHE_SECONDS": 0}),
+                "warm": create_app(config),
+            }
+            for pages in args.pages:
+                site = f"site{pages}"
+                add_site(apps["warm"].test_client(), site)
+                started = time.perf_counter()
+                seed(server.client(), site, pages, rng, args.shape)
+                print(f"seeded {site}: {pages:,} pages in {time.perf_counter() - started:.1f} s")
+                for mode, app in apps.items():
+                    client = app.test_client()
+                    results[mode, pages] = {}
+                    for endpoint in ENDPOINTS:
+                        url = f"/api/v1/sites/{site}/" + endpoint.format(today=today, week=week)
+                        measure(client, url, 3)  # warm up the app (and, when warm, the cache)
+                        results[mode, pages][endpoint] = measure(client, url, args.repeat)
+        finally:
+            server.stop()
+    small, large = min(args.pages), max(args.pages)
+    print(
+        f"\nlatency in ms (median / p95 of {args.repeat}), default range = last {DAYS} days, "
+        f"{args.shape} day scores"
+    )
+    for mode in ("cold", "warm"):
+        print(f"\n{mode:40} {small:>9,} pages {large:>11,} pages   ratio")
+        for endpoint in ENDPOINTS:
+            s_med, s_p95 = results[mode, small][endpoint]
+            l_med, l_p95 = results[mode, large][endpoint]
+            print(
+                f"{endpoint:40} {s_med:7.2f} / {s_p95:6.2f} {l_med:9.2f} / {l_p95:7.2f}"
+                f"   {l_med / s_med:5.1f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()
