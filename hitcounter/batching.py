@@ -4,6 +4,10 @@ The first caller sends at once, so an idle server adds no wait. Callers arriving
 batch is in flight queue up; when it returns, the first of them sends everything queued
 in one pipeline. Every caller returns only after its own hit was applied (or raises),
 so nothing is answered before it is counted.
+
+Sends never overlap and go out in the order callers arrived: the store numbers each
+hit when its batch is sent, and replays of the spool rely on those numbers increasing
+in the order Redis applies them (see spool.py).
 """
 
 from __future__ import annotations

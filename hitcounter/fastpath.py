@@ -94,7 +94,11 @@ class HitEndpoints:
         return [b""] if method == "HEAD" else [body]
 
     def pixel(self, environ: dict[str, Any]) -> Answer:
-        """Count a view and answer the GIF; a hit not counted gets a 4xx and the reason."""
+        """Count a view and answer the GIF; a hit not counted gets a 4xx and the reason.
+
+        200 means the hit is kept: applied, or spooled on disk for Redis
+        (`X-Hitcounter: spooled`). 503 (`unavailable`) means it was not kept.
+        """
         args = query(environ)
         site = environ["PATH_INFO"][5:-4]
         path = args.get("path") or referer_path(environ.get("HTTP_REFERER"))
@@ -128,10 +132,12 @@ class HitEndpoints:
             status, headers, data = self._json(exc.status, error_body(exc.code, exc.message))
             return status, headers + cors_headers(origin, None, error=True), data
         if outcome.accepted:
+            # A spooled hit is kept, but Redis could not say the counts: null, which the
+            # snippet leaves unshown (it shows no count rather than a wrong one).
             answer: dict[str, Any] = {
                 "path": outcome.path,
-                "hits": outcome.hits,
-                "site_hits": outcome.site_hits,
+                "hits": None if outcome.spooled else outcome.hits,
+                "site_hits": None if outcome.spooled else outcome.site_hits,
             }
         else:
             answer = error_body(outcome.reason, outcome.message)

@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 
 from hitcounter import metrics
 from hitcounter.bots import is_bot, is_image_proxy
-from hitcounter.errors import InvalidInput
+from hitcounter.errors import InvalidInput, StoreUnavailable
 from hitcounter.inputs import host_allowed, host_of, normalise_path, validate_site_name
 from hitcounter.sites import Site, SiteRegistry
+from hitcounter.spool import SpoolFull
 from hitcounter.store import HitWrite, Store
 from hitcounter.visitors import VisitorHasher
 
@@ -27,6 +28,8 @@ DROP_STATUS = {
     "rate_limited": 429,
     "prefetch": 400,
 }
+# Kept hits: counted, raw (duplicate), or waiting in the spool for Redis (see spool.py).
+ACCEPTED = frozenset({"", "duplicate", "spooled"})
 # Reasons tallied per site and day; prefetches are not page views at all.
 TALLIED_DROPS = frozenset({"invalid", "bot", "origin", "rate_limited"})
 
@@ -60,8 +63,13 @@ class HitOutcome:
 
     @property
     def accepted(self) -> bool:
-        """True if the hit was kept (counted, or a raw hit inside the dedupe window)."""
-        return self.reason in ("", "duplicate")
+        """True if the hit was kept: counted, a raw hit inside the dedupe window, or
+        spooled to be applied when Redis answers again (its counts are then unknown)."""
+        return self.reason in ACCEPTED
+
+    @property
+    def spooled(self) -> bool:
+        return self.reason == "spooled"
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,15 @@ class HitRecorder:
         self.visitors = VisitorHasher(store)
 
     def record(self, hit: HitRequest, *, now: datetime | None = None) -> HitOutcome:
-        outcome = self._record(hit, now or datetime.now(UTC))
+        """Apply one hit; StoreUnavailable (SpoolFull included) means it was not kept."""
+        try:
+            outcome = self._record(hit, now or datetime.now(UTC))
+        except StoreUnavailable as exc:
+            # Answered 503: a hit lost to an outage is counted, never acknowledged.
+            metrics.DROPS.labels(
+                "spool_full" if isinstance(exc, SpoolFull) else "unavailable"
+            ).inc()
+            raise
         metrics.observe_hit(outcome)
         return outcome
 

@@ -186,6 +186,9 @@ def _hits(site: str, counting: bool) -> Shown:
 def _record(site: str, path: str) -> Shown:
     """Count this view through the pixel's pipeline; refuse with the reason it was dropped."""
     outcome = record(site, path, None)
+    if outcome.spooled:
+        # Kept in the spool while Redis is away, which cannot say the count: not a 0.
+        raise Refusal("spooled", REASON_TEXT["unavailable"], 200, outcome.site)
     if outcome.accepted:  # a duplicate is accepted too: it shows the current count
         return Shown(outcome.hits, outcome.site, outcome.reason)
     if outcome.reason == "invalid":

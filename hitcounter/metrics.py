@@ -43,12 +43,29 @@ REDIS_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 # Every reason HitRecorder can give; anything else would be a bug, counted as "other".
 DROP_REASONS = frozenset(
     {"invalid", "unknown_site", "bot", "origin", "rate_limited", "prefetch", "other"}
+    # Answered 503: Redis unreachable and no spool, or the spool full.
+    | {"unavailable", "spool_full"}
 )
 
 HITS = Counter(
     "hitcounter_hits",
-    "Hits kept: counted, or raw hits inside the dedupe window (duplicate).",
+    "Hits kept: counted, raw hits inside the dedupe window (duplicate), or spooled while "
+    "Redis could not take them (spooled).",
     ["outcome"],
+)
+SPOOL_REPLAYED = Counter(
+    "hitcounter_spool_replayed",
+    "Spooled hits sent to Redis again: applied, already_applied (the first try had reached "
+    "Redis), failed (an error reply; skipped) or damaged (a torn line; skipped).",
+    ["result"],
+)
+SPOOL_ADOPTED = Counter(
+    "hitcounter_spool_adopted_files", "Spool files of dead workers taken over for replay."
+)
+SPOOL_BYTES = Gauge(
+    "hitcounter_spool_pending_bytes",
+    "Bytes of spooled hits waiting for Redis, over all workers.",
+    multiprocess_mode="livesum",
 )
 DROPS = Counter("hitcounter_hits_dropped", "Hit requests not counted, by reason.", ["reason"])
 REQUEST_SECONDS = Histogram(
@@ -88,9 +105,14 @@ def version() -> str:
 def observe_hit(outcome: HitOutcome) -> None:
     """Count one hit request by what became of it."""
     if outcome.accepted:
-        HITS.labels("duplicate" if outcome.reason else "counted").inc()
+        HITS.labels(outcome.reason or "counted").inc()
     else:
         DROPS.labels(outcome.reason if outcome.reason in DROP_REASONS else "other").inc()
+
+
+def spool_size(pending_bytes: int) -> None:
+    """Publish how many bytes of this worker's spooled hits wait for Redis."""
+    SPOOL_BYTES.set(pending_bytes)
 
 
 @contextmanager

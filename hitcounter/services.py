@@ -11,6 +11,7 @@ from hitcounter import embedded
 from hitcounter.config import comma_list
 from hitcounter.hits import HitRecorder, HitRules
 from hitcounter.sites import SiteRegistry
+from hitcounter.spool import spool_from_config
 from hitcounter.store import Store, connect
 
 EXTENSION = "hitcounter"
@@ -38,6 +39,9 @@ def init_services(app: Flask, store: Store | None = None) -> Services:
             )
             is_embedded = True
         store = Store(client, prefix=str(cfg["KEY_PREFIX"]))
+        spool = spool_from_config(cfg)
+        if spool is not None:
+            store.use_spool(spool, replay_days=float(cfg["SPOOL_REPLAY_DAYS"]))
     sites = SiteRegistry(store, cache_seconds=float(cfg["SITE_CACHE_SECONDS"]))
     rules = HitRules(
         max_pages=int(cfg["MAX_PAGES"]),

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from hitcounter.errors import Conflict, InvalidInput, NotFound
+from hitcounter.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
 from hitcounter.inputs import validate_domain_pattern, validate_site_name
 from hitcounter.store import Store
 
@@ -147,7 +147,13 @@ class SiteRegistry:
         cached = self._cache.get(name)
         if cached is not None and cached[0] > now:
             return cached[1]
-        fields = self.store.site_fields(name)
+        try:
+            fields = self.store.site_fields(name)
+        except StoreUnavailable:
+            # Redis is away: a site known a moment ago still takes hits (into the spool).
+            if cached is not None:
+                return cached[1]
+            raise
         site = Site.from_fields(fields) if fields else None
         with self._lock:
             # Unknown names are cached too, so a flood of junk names costs one read each

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,7 +52,11 @@ def gunicorn(env: dict[str, str], *, workers: int = 2, threads: int = 4) -> Iter
     command = [sys.executable, "-m", "gunicorn", "-c", "python:hitcounter.gunicorn_conf"]
     command += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
     command += ["--threads", str(threads), "hitcounter:create_app()"]
-    full_env = os.environ | {"HITCOUNTER_ADMIN_TOKEN": ADMIN_TOKEN} | env
+    # A data directory of its own: the hit spool lives there, and one server's spool
+    # must never be replayed by another test's server (into another Redis).
+    data_dir = tempfile.mkdtemp(prefix="hitcounter-data-")
+    base = {"HITCOUNTER_ADMIN_TOKEN": ADMIN_TOKEN, "HITCOUNTER_DATA_DIR": data_dir}
+    full_env = os.environ | base | env
     with tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False) as log:
         process = subprocess.Popen(command, env=full_env, stdout=log, stderr=log)
     server = Gunicorn(process, f"http://127.0.0.1:{port}", port, log.name)
@@ -63,6 +68,7 @@ def gunicorn(env: dict[str, str], *, workers: int = 2, threads: int = 4) -> Iter
             process.terminate()
             process.wait(30)
         os.unlink(log.name)
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def request(

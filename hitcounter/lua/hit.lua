@@ -9,6 +9,7 @@
 -- KEYS[7] = referrers zset  referring host -> counted hits that local day
 -- KEYS[8] = seen      string, exists while this visitor's view of this path is deduped
 -- KEYS[9] = rate      string, hits this visitor sent this minute
+-- KEYS[10] = applied  hash  writer id -> sequence number of its last hit applied here
 -- ARGV[1] = path (normalised)
 -- ARGV[2] = referring host, or ""
 -- ARGV[3] = visitor id (a keyed hash; never the IP or User-Agent)
@@ -18,7 +19,11 @@
 -- ARGV[7] = retention of day keys, in seconds
 -- ARGV[8] = local hour, "00".."23"
 -- ARGV[9] = name of the overflow page, "(other)"
--- Returns {counted (0|1), reason ("" | "duplicate" | "rate_limited"), page hits, site hits, path}
+-- ARGV[10] = writer id: the spool of one worker process ("": no replay check)
+-- ARGV[11] = seconds the applied hash is kept after a writer's first hit on this site
+-- ARGV[12] = this hit's sequence number within its writer (increasing in sending order)
+-- Returns {counted (0|1), reason ("" | "duplicate" | "rate_limited" | "replayed"),
+--          page hits, site hits, path}
 
 local path = ARGV[1]
 local visitor = ARGV[3]
@@ -26,6 +31,24 @@ local retention = tonumber(ARGV[7])
 
 local function counts(p)
   return {tonumber(redis.call('ZSCORE', KEYS[1], p) or '0'), tonumber(redis.call('HGET', KEYS[3], 'hits') or '0')}
+end
+
+-- Idempotent replays: a writer sends its hits in sequence order, so a hit whose number is
+-- not above the last one applied was applied already (a batch that timed out on the
+-- client yet reached Redis, then came back from the spool). Checked first, so a replay
+-- changes nothing, not even the rate limit's count.
+local writer = ARGV[10]
+if writer ~= '' then
+  local seq = tonumber(ARGV[12])
+  if seq <= tonumber(redis.call('HGET', KEYS[10], writer) or '0') then
+    local c = counts(path)
+    return {0, 'replayed', c[1], c[2], path}
+  end
+  -- One field per writer (one per worker start); the hash lives ARGV[11] seconds from
+  -- its first field, so fields of long-gone workers go with it.
+  if redis.call('HSET', KEYS[10], writer, seq) == 1 and redis.call('TTL', KEYS[10]) < 0 then
+    redis.call('EXPIRE', KEYS[10], ARGV[11])
+  end
 end
 
 -- The rate limit comes first: a visitor past it is a drop, not even a raw hit.

@@ -197,7 +197,11 @@ def test_readyz_follows_redis_down_and_back(stack: Stack) -> None:
 
     server.stop()
     assert [get(app.url + "/readyz")[0] for _ in range(6)] == [503] * 6
-    assert pixel(app.port, "docs", "/", 99) == 503
+    # A worker that knows the site keeps the hit in its spool (200, applied once Redis
+    # is back; tests/reliability covers the spool); one that does not refuses it (503).
+    during_outage = pixel(app.port, "docs", "/", 99)
+    assert during_outage in (200, 503)
+    kept = 10 + (during_outage == 200)
     assert server.healthcheck() != 0
     errors = sum(v for (n, _), v in scrape(app).items() if n == "hitcounter_redis_errors_total")
     assert errors >= 7
@@ -210,9 +214,12 @@ def test_readyz_follows_redis_down_and_back(stack: Stack) -> None:
     assert answers[-6:] == [200] * 6, answers
     # The append-only file brought the hits back with Redis.
     assert (server.directory / "appendonlydir").is_dir()
-    assert site_totals(server, "docs") == {"hits": 10, "raw": 10}
+    deadline = time.monotonic() + 10
+    while site_totals(server, "docs")["hits"] < kept and time.monotonic() < deadline:
+        time.sleep(0.1)  # a spooled hit is replayed within a second or so
+    assert site_totals(server, "docs") == {"hits": kept, "raw": kept}
     status, body = get(app.url + "/api/v1/sites/docs/count?path=/")
-    assert status == 200 and json.loads(body)["hits"] == 10
+    assert status == 200 and json.loads(body)["hits"] == kept
     assert app.terminate() == 0
 
 
