@@ -1,4 +1,4 @@
-"""Shared fixtures: apps on fakeredis, a spawned redis-server, a live server, Chromium.
+"""Shared fixtures: apps on fakeredis, a spawned Redis and Redis Cluster, a live server, Chromium.
 
 Tests that need a real Redis or a real browser skip when there is none, unless
 HITCOUNTER_REQUIRE_REDIS=1 or HITCOUNTER_REQUIRE_BROWSER=1 makes them fail instead (CI).
@@ -26,7 +26,8 @@ from flask.testing import FlaskClient
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from hitcounter import create_app
-from hitcounter.store import Store
+from hitcounter.store import Store, connect
+from tests.cluster.nodes import RedisClusterNodes, redis_cluster_available, spawn_redis_cluster
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -162,11 +163,38 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> str:
-    """The spawned Redis, emptied for this test."""
-    redis_server.client().flushall()
-    return redis_server.url
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterNodes]:
+    """Three primaries with a replica each, spawned once for the session."""
+    if not redis_cluster_available():
+        need("redis-server and redis-cli", "HITCOUNTER_REQUIRE_REDIS")
+    with (
+        tempfile.TemporaryDirectory(prefix="hitcounter-cluster-") as directory,
+        spawn_redis_cluster(Path(directory)) as cluster,
+    ):
+        yield cluster
+
+
+# Every test that takes `redis_url` (or `redis_app`) runs once per backend; `-m "not
+# cluster"` leaves the cluster out.
+REDIS_BACKENDS = ["single", pytest.param("cluster", marks=pytest.mark.cluster)]
+
+
+@pytest.fixture(params=REDIS_BACKENDS)
+def redis_url(request: pytest.FixtureRequest) -> str:
+    """A HITCOUNTER_REDIS_URL for a spawned Redis or Redis Cluster, emptied for this test."""
+    if request.param == "cluster":
+        cluster: RedisClusterNodes = request.getfixturevalue("redis_cluster")
+        cluster.flushall()
+        return cluster.url
+    server: RedisServer = request.getfixturevalue("redis_server")
+    server.client().flushall()
+    return server.url
+
+
+def redis_client_for(url: str) -> Any:
+    """A client for looking into the store at `url` (a single Redis or a cluster)."""
+    return connect(url, timeout=5)
 
 
 @pytest.fixture

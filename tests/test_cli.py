@@ -13,16 +13,15 @@ import pytest
 from click.testing import CliRunner
 
 from hitcounter.cli import main
-from tests.conftest import RedisServer, free_port
+from tests.conftest import free_port
 from tests.servers import request, wait_until_up
 
 HITCOUNTER = str(Path(sys.executable).parent / "hitcounter")
 
 
 @pytest.mark.integration
-def test_site_commands_on_redis(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    redis_server.client().flushall()
-    monkeypatch.setenv("HITCOUNTER_REDIS_URL", redis_server.url)
+def test_site_commands_on_redis(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HITCOUNTER_REDIS_URL", redis_url)
     monkeypatch.setenv("HITCOUNTER_PUBLIC_URL", "https://count.example")
     cli = CliRunner()
 
@@ -37,7 +36,9 @@ def test_site_commands_on_redis(redis_server: RedisServer, monkeypatch: pytest.M
     listed = cli.invoke(main, ["site", "list"])
     assert listed.output.split() == ["blog", "public", "UTC", "blog.example"]
 
-    updated = cli.invoke(main, ["site", "update", "blog", "--timezone", "Europe/Paris", "--private"])
+    updated = cli.invoke(
+        main, ["site", "update", "blog", "--timezone", "Europe/Paris", "--private"]
+    )
     assert updated.exit_code == 0, updated.output
     shown = json.loads(cli.invoke(main, ["site", "show", "blog"]).output)
     assert (shown["timezone"], shown["public"]) == ("Europe/Paris", False)
