@@ -34,11 +34,25 @@ DEFAULTS: dict[str, Any] = {
     "SITE_CACHE_SECONDS": 5,
     # Redis socket timeouts, in seconds: Redis trouble must never hang a page.
     "REDIS_TIMEOUT": 0.5,
+    # Hits Redis cannot take (down, or no answer within REDIS_TIMEOUT) are appended to a
+    # per-worker spool file, fsync'd, answered as accepted, and replayed in order when
+    # Redis answers again; replays never count a hit twice. Unset: DATA_DIR/spool.
+    "SPOOL_DIR": None,
+    # Largest spool file of one worker, in bytes (a hit takes about 600); past it, hits
+    # get 503 and are counted as dropped (spool_full). 0 turns the spool off.
+    "SPOOL_MAX_BYTES": 64 * 1024 * 1024,
+    # Days a replayed hit is still recognised as applied: a spool left on disk longer
+    # than this (a worker dead and never replaced) could count some hits twice.
+    "SPOOL_REPLAY_DAYS": 30,
     # Prefix of every Redis key (several deployments can share one Redis).
     "KEY_PREFIX": "hc",
     # Largest body accepted by POST /api/v1/hit, in bytes.
     "MAX_HIT_BODY": 4096,
     "LOG_LEVEL": "INFO",
+    # How long a sum of a range's past days is kept for the stats API, in seconds.
+    "STATS_CACHE_SECONDS": 3600,
+    # Wrong tokens one client may present per minute before it gets 429 (0: no limit).
+    "AUTH_FAILURES_PER_MINUTE": 20,
 }
 
 

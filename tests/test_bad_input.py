@@ -38,7 +38,7 @@ CASES = [
         {},
         400,
         "invalid",
-    ),  # noqa: E501
+    ),
     ("POST", "/api/v1/hit", "", "text/plain", {}, 400, "invalid"),
     ("POST", "/api/v1/hit", "x" * 5000, "text/plain", {}, 413, "too_large"),
     (
@@ -49,7 +49,7 @@ CASES = [
         {},
         415,
         "unsupported_media_type",
-    ),  # noqa: E501
+    ),
     (
         "POST",
         "/api/v1/hit",
@@ -58,7 +58,7 @@ CASES = [
         {},
         415,
         "unsupported_media_type",
-    ),  # noqa: E501
+    ),
     ("GET", "/api/v1/sites/blog/count?path=" + LONG, None, None, {}, 400, "invalid"),
     ("GET", "/api/v1/sites/nosuch/count?path=/", None, None, {}, 404, "unknown_site"),
     ("GET", "/api/v1/sites", None, None, {"Authorization": "Bearer nope"}, 401, "unauthorized"),
@@ -72,7 +72,7 @@ CASES = [
         {"Authorization": "Bearer " + "x" * 5000},
         401,
         "unauthorized",
-    ),  # noqa: E501
+    ),
     ("GET", "/no/such/page", None, None, {}, 404, "not_found"),
     ("PUT", "/api/v1/hit", None, None, {}, 405, "method_not_allowed"),
 ]
