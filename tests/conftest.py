@@ -12,7 +12,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 from hitcounter import create_app
 from hitcounter.store import Store, connect
 from tests.cluster.nodes import RedisClusterNodes, redis_cluster_available, spawn_redis_cluster
+from tests.spawn import wait_for_ping
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -132,14 +132,7 @@ class RedisServer:
             *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if self.client().ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server on port {self.port} did not start")
+        wait_for_ping(self.client, self.port, self.process)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -19,6 +19,8 @@ from typing import Any
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
+from tests.spawn import wait_for_ping
+
 PRIMARIES = 3
 NODE_TIMEOUT_MS = 2000
 
@@ -67,14 +69,7 @@ class ClusterNodeProcess:
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def wait_for_ping(self, seconds: float = 10) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                if self.client().ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError(f"redis-server on port {self.port} did not start")
+        wait_for_ping(self.client, self.port, self.process, seconds)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

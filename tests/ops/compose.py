@@ -26,6 +26,7 @@ import redis
 import yaml
 
 from tests.conftest import free_port
+from tests.spawn import wait_for_ping
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -135,17 +136,12 @@ class ComposeRedis:
         local = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
         argv = [shutil.which("redis-server") or "redis-server", *self.options(), *local]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if self.client().ping():
-                    return
-            except redis.ConnectionError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(self.process.stderr.read().decode()) from None  # type: ignore[union-attr]
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"redis-server on port {self.port} did not start")
+        try:
+            wait_for_ping(self.client, self.port, self.process)
+        except RuntimeError as exc:
+            self.stop()
+            errors = self.process.stderr.read().decode()  # type: ignore[union-attr]
+            raise RuntimeError(f"{exc}: {errors}") from None
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
