@@ -323,7 +323,6 @@ def table(results: dict[str, Any]) -> str:
     lines = [
         "| app | req/s | p50 ms | p99 ms | CPU µs/hit (app + Redis) "
         "| Redis round trips/hit | Redis commands/hit |",
-        "| Redis round trips/hit | Redis commands/hit |",
         "|---|---|---|---|---|---|---|",
     ]
     for name in APPS:
@@ -332,7 +331,6 @@ def table(results: dict[str, Any]) -> str:
             continue
         lines.append(
             f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-            f"{r['cpu_us_per_hit']:.0f} "
             f"{r['cpu_us_per_hit']:.0f} "
             f"({r['app_cpu_us_per_hit']:.0f} + {r['redis_cpu_us_per_hit']:.0f}) | "
             f"{r['redis_round_trips_per_hit']:.2f} | {r['redis_commands_per_hit']:.1f} |"
