@@ -220,7 +220,10 @@ def site_token(name: str) -> None:
 @main.command()
 def check() -> None:
     """Check the configuration and that the store answers."""
-    app = create_app()
+    try:
+        app = create_app()
+    except HitcounterError as exc:  # e.g. no node of a cluster answers at start-up
+        raise click.ClickException(f"store unreachable: {exc.message}") from exc
     cfg = app.config
     click.echo(f"store: {cfg['REDIS_URL'] or 'embedded, in ' + str(cfg['DATA_DIR'])}")
     click.echo(
