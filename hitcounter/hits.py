@@ -95,9 +95,7 @@ class HitRecorder:
             outcome = self._record(hit, now or datetime.now(UTC))
         except StoreUnavailable as exc:
             # Answered 503: a hit lost to an outage is counted, never acknowledged.
-            metrics.DROPS.labels(
-                "spool_full" if isinstance(exc, SpoolFull) else "unavailable"
-            ).inc()
+            metrics.observe_unkept("spool_full" if isinstance(exc, SpoolFull) else "unavailable")
             raise
         metrics.observe_hit(outcome)
         return outcome

@@ -110,6 +110,11 @@ def observe_hit(outcome: HitOutcome) -> None:
         DROPS.labels(outcome.reason if outcome.reason in DROP_REASONS else "other").inc()
 
 
+def observe_unkept(reason: str) -> None:
+    """Count one hit refused with 503 because the store could not keep it."""
+    DROPS.labels(reason).inc()
+
+
 def spool_size(pending_bytes: int) -> None:
     """Publish how many bytes of this worker's spooled hits wait for Redis."""
     SPOOL_BYTES.set(pending_bytes)
