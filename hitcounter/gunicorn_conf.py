@@ -9,6 +9,7 @@ anything else gunicorn knows can still be set with GUNICORN_CMD_ARGS or the comm
 - HITCOUNTER_THREADS     threads per worker (default 4)
 - HITCOUNTER_KEEPALIVE   seconds an idle keep-alive connection stays open (default 75)
 - HITCOUNTER_LOG_LEVEL   level of the app's and gunicorn's logs (default INFO)
+- HITCOUNTER_ACCESS_LOG  1 writes one access line per request (default off)
 - PROMETHEUS_MULTIPROC_DIR  where workers keep their metrics (default: a new temporary
   directory when there is more than one worker)
 """
@@ -69,7 +70,15 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 limit_request_line = 8190
 
 loglevel = os.environ.get("HITCOUNTER_LOG_LEVEL", "INFO").lower()
-accesslog = "-"
+# Off unless asked for: on a hit counter an access line is a line per page view of every
+# site (volume, and a record of who-read-what timing), and /metrics already counts
+# requests by endpoint and status. The logger class skips building lines nobody writes.
+accesslog = (
+    "-"
+    if os.environ.get("HITCOUNTER_ACCESS_LOG", "").strip() in ("1", "true", "yes", "on")
+    else None
+)
+logger_class = "hitcounter.logs.GunicornLogger"
 # JsonFormatter builds access lines from an allow-list of fields (no address, no
 # User-Agent, no query string); this format only matters to other formatters.
 access_log_format = "%(m)s %(U)s %(s)s %(B)s %(M)sms"

@@ -72,7 +72,7 @@ def gunicorn_app(target: str, env: dict[str, str], workers: int, threads: int) -
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "-c", "python:hitcounter.gunicorn_conf"]
     command += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
-    command += ["--threads", str(threads), "--access-logfile", "/dev/null", target]
+    command += ["--threads", str(threads), target]
     process = subprocess.Popen(
         command, env=os.environ | env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -202,7 +202,6 @@ def measure_load(
         "HITCOUNTER_REDIS_URL": redis_server.url,
         "HITCOUNTER_ADMIN_TOKEN": ADMIN_TOKEN,
         "HITCOUNTER_TRUSTED_PROXIES": "127.0.0.1",
-        "HITCOUNTER_LOG_LEVEL": "WARNING",
     }
     with gunicorn_app(APPS[name], env, workers, threads) as server:
         if name in ("pixel", "beacon"):

@@ -60,7 +60,9 @@ class Stack:
     apps: list[ComposeApp] = field(default_factory=list)
 
     def start_app(self) -> ComposeApp:
-        app = start_app(operator_env(), self.redis.port, self.directory, workers=2)
+        # An operator who turned access lines on: the log test below reads them.
+        env = operator_env() | {"HITCOUNTER_ACCESS_LOG": "1"}
+        app = start_app(env, self.redis.port, self.directory, workers=2)
         self.apps.append(app)
         return app
 

@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import pytest
 from prometheus_client import values
@@ -20,7 +21,8 @@ def load_conf(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     """Load gunicorn_conf afresh under given environment variables."""
 
     def load(**env: str) -> ModuleType:
-        for name in ("HITCOUNTER_WORKERS", "HITCOUNTER_THREADS", "HITCOUNTER_KEEPALIVE"):
+        settings = ("WORKERS", "THREADS", "KEEPALIVE", "ACCESS_LOG")
+        for name in (f"HITCOUNTER_{setting}" for setting in settings):
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
             monkeypatch.setenv(name, value)
@@ -47,6 +49,12 @@ def test_the_app_is_built_after_the_fork_and_logs_no_visitor() -> None:
     assert gunicorn_conf.preload_app is False
     assert "%(h)s" not in gunicorn_conf.access_log_format
     assert "%(a)s" not in gunicorn_conf.access_log_format
+
+
+def test_access_lines_are_off_unless_asked_for(load_conf: Any) -> None:
+    assert load_conf().accesslog is None  # type: ignore[attr-defined]
+    assert load_conf(HITCOUNTER_ACCESS_LOG="1").accesslog == "-"  # type: ignore[attr-defined]
+    assert gunicorn_conf.logger_class == "hitcounter.logs.GunicornLogger"
 
 
 @pytest.fixture

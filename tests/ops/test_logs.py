@@ -109,3 +109,25 @@ def test_without_other_logging_the_app_logs_json(
     app.logger.warning("snapshot saved", extra={"keys": 3})
     event = json.loads(capsys.readouterr().err.strip())
     assert event["message"] == "snapshot saved" and event["keys"] == 3
+
+
+@pytest.mark.parametrize(
+    ("accesslog", "level", "written"),
+    [("-", logging.INFO, True), (None, logging.INFO, False), ("-", logging.WARNING, False)],
+)
+def test_access_lines_are_built_only_when_written(
+    accesslog: str | None, level: int, written: bool
+) -> None:
+    from gunicorn.config import Config
+
+    from hitcounter.logs import GunicornLogger
+
+    config = Config()
+    config.set("accesslog", accesslog)
+    logger = GunicornLogger(config)
+    logger.access_log.setLevel(level)
+    built: list[object] = []
+    logger.atoms = lambda *args: built.append(args) or {}  # type: ignore[method-assign]
+    logger.access(object(), object(), {}, 0.001)
+    assert bool(built) is written
+    assert logger.access_log_enabled is written
