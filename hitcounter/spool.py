@@ -6,7 +6,7 @@ Redis was unreachable or the answer timed out (the hits may or may not have been
 applied), the batch is appended to the worker's spool file and fsync'd, and only then
 answered as accepted. While that file holds anything, later hits are appended behind
 it, so they still reach Redis in sequence order. A `Replayer` thread sends the file's
-hits again in order when Redis answers; hit.lua skips any hit whose number is not above
+hits again in order when Redis answers; hits.lua skips any hit whose number is not above
 the last one applied for its writer, so sending a hit twice never counts it twice.
 
 A spool file is locked (flock) by its writer for as long as the process lives. A file

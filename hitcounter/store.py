@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
+import hiredis
 import redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
@@ -60,7 +61,7 @@ class Keys:
     - `{p}:{site}:uv:{day}`       HyperLogLog of visitor ids that day
     - `{p}:{site}:ref:{day}`      zset: referring host -> counted hits that day
     - `{p}:{site}:seen:{visitor}:{path digest}`  dedupe marker, expires after the window
-    - `{p}:{site}:rate:{visitor}:{minute}`       per-visitor hits this minute, expires in 60 s
+    - `{p}:{site}:rate:{minute}`  hash: visitor id -> hits that minute; expires in 120 s
     - `{p}:{site}:applied:{utc-date}`  hash: writer id -> sequence number of its last hit
                                   applied, for writers (worker processes with a spool)
                                   started that day; expires SPOOL_REPLAY_DAYS after its
@@ -113,8 +114,8 @@ class Keys:
         digest = hashlib.blake2b(path.encode(), digest_size=8).hexdigest()
         return f"{self._site(site)}:seen:{visitor}:{digest}"
 
-    def rate(self, site: str, visitor: str, minute: int) -> str:
-        return f"{self._site(site)}:rate:{visitor}:{minute}"
+    def rate(self, site: str, minute: int) -> str:
+        return f"{self._site(site)}:rate:{minute}"
 
     def applied(self, site: str, writer_day: str) -> str:
         return f"{self._site(site)}:applied:{writer_day}"
@@ -215,6 +216,82 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+# -- the hit script's calls ------------------------------------------------------------
+#
+# A hit travels (and waits in the spool) as its own keys and arguments, laid out as
+# below; a batch becomes one call of hits.lua per group of hits sharing their site, day,
+# minute and writer.
+#
+# keys: 0 pages, 1 raw, 2 totals, 3 day, 4 page_day, 5 visitors, 6 referrers, 7 seen,
+#       8 rate, 9 applied
+# args: 0 path, 1 referring host, 2 visitor, 3 dedupe window, 4 rate limit, 5 max pages,
+#       6 retention, 7 hour, 8 overflow page, 9 writer, 10 applied TTL, 11 sequence number
+HitCall = tuple[list[str], list[Any]]
+ScriptCall = tuple[list[Any], list[Any], int]  # keys, args, number of hits
+_SHARED_KEYS = (2, 3, 5, 6, 8, 9)
+_HIT_KEYS = (0, 1, 4, 7)
+_SHARED_ARGS = (5, 6, 8, 9, 10)
+_HIT_ARGS = (0, 1, 2, 3, 4, 7, 11)
+MAX_HITS_PER_CALL = 64
+
+
+def _group_of(hit: HitCall) -> tuple[Any, ...]:
+    keys, args = hit
+    return tuple(keys[i] for i in _SHARED_KEYS) + tuple(args[i] for i in _SHARED_ARGS)
+
+
+def _grouped_order(hits: Sequence[HitCall]) -> list[int]:
+    """The hits' indexes, each site's together, sites in order of their first hit.
+
+    A site's hits keep their order (it decides which of two views is the duplicate);
+    sites share no keys, so their hits may be applied in any order.
+    """
+    sites: dict[str, list[int]] = {}
+    for i, (keys, _) in enumerate(hits):
+        sites.setdefault(keys[2], []).append(i)  # keys[2]: the site's totals
+    return [i for members in sites.values() for i in members]
+
+
+def _script_calls(hits: Sequence[HitCall]) -> list[ScriptCall]:
+    """One call of hits.lua per run of consecutive hits of one group (order is kept)."""
+    calls: list[ScriptCall] = []
+    previous: tuple[Any, ...] | None = None
+    for hit in hits:
+        group = _group_of(hit)
+        if group != previous or calls[-1][2] >= MAX_HITS_PER_CALL:
+            keys, args = hit
+            calls.append(([keys[i] for i in _SHARED_KEYS], [args[i] for i in _SHARED_ARGS], 0))
+            previous = group
+        keys, args = hit
+        call_keys, call_args, count = calls[-1]
+        call_keys += [keys[i] for i in _HIT_KEYS]
+        call_args += [args[i] for i in _HIT_ARGS]
+        calls[-1] = (call_keys, call_args, count + 1)
+    return calls
+
+
+def _hit_counts(result: Sequence[Any]) -> HitCounts:
+    counted, reason, page_hits, site_hits, path = result
+    return HitCounts(
+        counted=bool(counted),
+        reason=_text(reason),
+        page_hits=int(page_hits),
+        site_hits=int(site_hits),
+        path=_text(path),
+    )
+
+
+def _per_hit(calls: Sequence[ScriptCall], replies: Sequence[Any]) -> list[Any]:
+    """Each hit's five values from its call's reply, or its call's error."""
+    results: list[Any] = []
+    for (_, _, count), reply in zip(calls, replies, strict=True):
+        if isinstance(reply, BaseException):
+            results += [_not_run(reply)] * count
+        else:
+            results += [reply[j : j + 5] for j in range(0, 5 * count, 5)]
+    return results
+
+
 # -- stats reads and export/import: value types ---------------------------------------
 
 
@@ -271,7 +348,8 @@ class Store:
         self.is_cluster = isinstance(client, RedisCluster)
         # register_script sends EVALSHA and loads the script once if the server lacks it;
         # a NOSCRIPT answer means nothing ran, so that retry cannot count twice.
-        self._hit_script = client.register_script(_lua("hit.lua"))
+        self._hit_script = client.register_script(_lua("hits.lua"))
+        self._connection: Any = None
         # Concurrent hits of one process share round trips (see batching.py).
         self._hits = GroupCommit(self._send_hits)
         # Hit numbers of this process's writer (see spool.py); no spool, no writer.
@@ -298,11 +376,26 @@ class Store:
 
     @wrap_redis_errors
     def record_hit(self, write: HitWrite) -> HitCounts:
-        """Apply one hit with one script call: counters, buckets, dedupe, rate, cap.
+        """Apply one hit: counters, buckets, dedupe, rate, cap, in one script call shared
+        with whatever other hits of this process are waiting (see batching.py).
 
         With a spool, a hit Redis cannot take now is spooled and answered as such
         (reason "spooled", counts unknown); SpoolFull when there is no room for it.
         """
+        keys, args = self._hit_call(write)
+        return _hit_counts(self._hits.call(keys, args))
+
+    @wrap_redis_errors
+    def record_hits(self, writes: Sequence[HitWrite]) -> list[HitCounts]:
+        """Apply hits in this order as one batch, now (imports, tests, benchmarks)."""
+        results = self._send_hits([self._hit_call(write) for write in writes])
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [_hit_counts(result) for result in results]
+
+    def _hit_call(self, write: HitWrite) -> HitCall:
+        """One hit's keys and arguments (the layout is described above _script_calls)."""
         k = self.keys
         spool = self._spool
         writer = spool.writer if spool is not None else ""
@@ -315,7 +408,7 @@ class Store:
             k.visitors(write.site, write.day),
             k.referrers(write.site, write.day),
             k.seen(write.site, write.visitor, write.path),
-            k.rate(write.site, write.visitor, write.minute),
+            k.rate(write.site, write.minute),
             k.applied(write.site, writer_day(writer) if writer else "none"),
         ]
         args = [
@@ -330,25 +423,26 @@ class Store:
             OTHER_PAGE,
             writer,
             self.replay_seconds,
-            # ARGV[12], the sequence number, is added when the hit is sent.
+            # The sequence number is added when the hit is sent.
         ]
-        counted, reason, page_hits, site_hits, path = self._hits.call(keys, args)
-        return HitCounts(
-            counted=bool(counted),
-            reason=_text(reason),
-            page_hits=int(page_hits),
-            site_hits=int(site_hits),
-            path=_text(path),
-        )
+        return keys, args
 
     def _send_hits(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
         """Number a batch of hits and send it in one round trip, or spool it.
 
-        GroupCommit sends one batch at a time, in order, so numbering here makes the
-        numbers increase in the order Redis applies them, which hit.lua's replay check
-        relies on. A hit never goes to Redis ahead of one waiting in the spool.
+        GroupCommit sends one batch at a time, in order, and the hits are numbered here in
+        the order Redis will apply them (grouped per script call), which the replay check
+        in hits.lua relies on. A hit never goes to Redis ahead of one waiting in the spool.
         """
-        numbered = [(keys, [*args, next(self._sequence)]) for keys, args in calls]
+        order = _grouped_order(calls)
+        numbered = [(calls[i][0], [*calls[i][1], next(self._sequence)]) for i in order]
+        results = self._send_numbered(numbered)
+        in_order: list[Any] = [None] * len(calls)
+        for i, result in zip(order, results, strict=True):
+            in_order[i] = result
+        return in_order
+
+    def _send_numbered(self, numbered: list[tuple[list[str], list[Any]]]) -> list[Any]:
         spool, replayer = self._spool, self._replayer
         if spool is None or replayer is None:
             return self._send_batch(numbered)
@@ -385,35 +479,39 @@ class Store:
     def _spooled(args: list[Any]) -> list[Any]:
         return [0, "spooled", 0, 0, args[0]]
 
-    def _send_batch(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
-        """Run a batch of hit scripts in one pipeline (one round trip, not a transaction).
+    def _send_batch(self, hits: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Apply numbered hits with one script call per group, all in one round trip.
 
-        On a cluster, one call at a time; a failure there marks that call and the rest
-        with the error (those before it were applied).
+        Returns one result per hit: its five values, or the error of its call. On a
+        cluster, one call at a time; a failure there marks that call's hits and the
+        rest with the error (those before it were applied).
         """
+        calls = _script_calls(hits)
         script = self._hit_script
+        replies: list[Any]
         if self.is_cluster:
-            # redis-py's cluster pipeline refuses scripts: one round trip per hit there.
-            results: list[Any] = []
-            for keys, args in calls:
+            # redis-py's cluster pipeline refuses scripts: one round trip per call there.
+            replies = []
+            for keys, args, _ in calls:
                 try:
-                    results.append(self._run_one(script, keys, args))
+                    replies.append(self._run_one(script, keys, args))
                 except redis.exceptions.RedisError as exc:
                     if not _unreachable(exc) or self._spool is None:
                         raise
-                    return results + [_not_run(exc)] * (len(calls) - len(results))
-            return [_not_run(r) for r in results]
-        results = self._pipeline_evalsha(script.sha, calls)
-        missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
-            # NOSCRIPT means the script did not run: loading it and sending again is safe.
-            # (Redis lost its script cache by restarting, so every call of the batch
-            # missed it; the numbers still increase in the order they are applied.)
-            self.redis.script_load(script.script)
-            again = self._pipeline_evalsha(script.sha, [calls[i] for i in missing])
-            for i, result in zip(missing, again, strict=True):
-                results[i] = result
-        return [_not_run(r) for r in results]
+                    replies += [exc] * (len(calls) - len(replies))
+                    break
+        else:
+            replies = self._evalsha_calls(calls)
+            missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+            if missing:
+                # NOSCRIPT means the script did not run: loading it and sending again is
+                # safe. (Redis lost its script cache by restarting, so every call of the
+                # batch missed it; the numbers still increase in the order applied.)
+                self.redis.script_load(script.script)
+                again = self._evalsha_calls([calls[i] for i in missing])
+                for i, reply in zip(missing, again, strict=True):
+                    replies[i] = reply
+        return _per_hit(calls, replies)
 
     @staticmethod
     def _run_one(script: Any, keys: list[str], args: list[Any]) -> Any:
@@ -422,27 +520,49 @@ class Store:
         except redis.exceptions.ResponseError as exc:
             return exc
 
-    def _pipeline_evalsha(
-        self, sha: str, calls: Sequence[tuple[list[str], list[Any]]], *, load: bool = False
-    ) -> list[Any]:
-        pipe = self.redis.pipeline(transaction=False)
-        if load:
-            pipe.script_load(self._hit_script.script)
-        for keys, args in calls:
-            pipe.evalsha(sha, len(keys), *keys, *args)
-        results = list(pipe.execute(raise_on_error=False))
-        return results[1:] if load else results
+    def _evalsha_calls(self, calls: Sequence[ScriptCall]) -> list[Any]:
+        """Send script calls in one round trip on the hit connection; one reply each
+        (an error reply as its exception)."""
+        sha = self._hit_script.sha
+        # hiredis packs in C; keys and arguments are all str or int.
+        packed = [hiredis.pack_command(("EVALSHA", sha, len(k), *k, *a)) for k, a, _ in calls]
+        connection = self._hit_connection()
+        replies: list[Any] = []
+        try:
+            connection.send_packed_command(packed)
+            for _ in packed:
+                try:
+                    replies.append(connection.read_response())
+                except redis.exceptions.ResponseError as exc:
+                    replies.append(exc)
+        except BaseException:
+            # Replies may still be on their way: never let the next batch read them.
+            connection.disconnect()
+            raise
+        return replies
+
+    def _hit_connection(self) -> Any:
+        """The connection this process sends hits on: batches never overlap (GroupCommit),
+        so one connection serves them all, without a pool's locking per batch. It
+        reconnects by itself after an error."""
+        if self._connection is None:
+            self._connection = self.redis.connection_pool.make_connection()
+        return self._connection
 
     @wrap_redis_errors
     def _replay_hits(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
         """Send spooled hits again, in order, with their own writer ids and numbers."""
         if self.is_cluster:
-            results = [self._run_one(self._hit_script, keys, args) for keys, args in calls]
-        else:
-            # Load the script in the same round trip: after a restart Redis has lost it,
-            # and a NOSCRIPT answer for some calls of a batch would break the order.
-            results = self._pipeline_evalsha(self._hit_script.sha, calls, load=True)
-        return [_not_run(r) for r in results]
+            return self._send_batch(calls)
+        # Load the script in the same round trip: after a restart Redis has lost it, and
+        # a NOSCRIPT answer for some calls of a batch would break the order. Replays have
+        # a pipeline of their own: they run beside the hit connection's batches.
+        script_calls = _script_calls(calls)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.script_load(self._hit_script.script)
+        for keys, args, _ in script_calls:
+            pipe.evalsha(self._hit_script.sha, len(keys), *keys, *args)
+        return _per_hit(script_calls, list(pipe.execute(raise_on_error=False))[1:])
 
     @wrap_redis_errors
     def record_drop(self, site: str, day: str, reason: str, retention_seconds: int) -> None:

@@ -1,6 +1,6 @@
 -- Tally one dropped request of a known site, by reason, in its local day.
 --
--- KEYS[1] = day  hash  drop:<reason> counters (the same hash hit.lua writes)
+-- KEYS[1] = day  hash  drop:<reason> counters (the same hash hits.lua writes)
 -- ARGV[1] = reason: bot | origin | invalid | rate_limited
 -- ARGV[2] = retention of day keys, in seconds
 -- Returns the day's count for that reason.

@@ -40,7 +40,7 @@ def every_key(site: str, path: str, visitor: str, day: str, minute: int) -> list
     return [
         k.site_settings(site), k.pages(site), k.raw(site), k.totals(site), k.day(site, day),
         k.page_day(site, day), k.visitors(site, day), k.referrers(site, day),
-        k.seen(site, visitor, path), k.rate(site, visitor, minute), k.applied(site, day),
+        k.seen(site, visitor, path), k.rate(site, minute), k.applied(site, day),
         k.union(site, "referrers", day, day), k.union_pointer(site, "referrers"),
     ]  # fmt: skip
 

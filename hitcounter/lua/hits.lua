@@ -1,0 +1,140 @@
+-- Record a batch of page views of one site, atomically, in one script call.
+--
+-- The hits of a batch share their site, local day, minute and writer (store.py groups
+-- them so), so the site's counters are read once, added up here and written once: a
+-- batch of n hits costs about 5n + 12 commands instead of 16n.
+--
+-- Shared keys:
+-- KEYS[1] = totals    hash  hits, raw: the site's all-time totals
+-- KEYS[2] = day       hash  hits, raw, h:HH (counted per local hour), drop:<reason>
+-- KEYS[3] = visitors  HyperLogLog of visitor ids that local day
+-- KEYS[4] = referrers zset  referring host -> counted hits that local day
+-- KEYS[5] = rate      hash  visitor id -> hits this minute; expires after the minute
+-- KEYS[6] = applied   hash  writer id -> sequence number of its last hit applied here
+-- Keys of hit i (j = 6 + 4(i-1)):
+-- KEYS[j+1] = pages     zset  path -> counted hits, all time
+-- KEYS[j+2] = raw       hash  path -> raw hits, all time
+-- KEYS[j+3] = page_day  zset  path -> counted hits that local day
+-- KEYS[j+4] = seen      string, exists while this visitor's view of this path is deduped
+-- Shared arguments:
+-- ARGV[1] = most distinct pages kept; past it, new paths count as ARGV[3]
+-- ARGV[2] = retention of day keys, in seconds
+-- ARGV[3] = name of the overflow page, "(other)"
+-- ARGV[4] = writer id: the spool of one worker process ("": no replay check)
+-- ARGV[5] = seconds the applied hash is kept after a writer's first hit on this site
+-- Arguments of hit i (a = 5 + 7(i-1)):
+-- ARGV[a+1] = path (normalised)
+-- ARGV[a+2] = referring host, or ""
+-- ARGV[a+3] = visitor id (a keyed hash; never the IP or User-Agent)
+-- ARGV[a+4] = dedupe window in seconds (0: count every view, as for image proxies)
+-- ARGV[a+5] = hits allowed per visitor per minute (0: no limit, as for image proxies)
+-- ARGV[a+6] = local hour, "00".."23"
+-- ARGV[a+7] = this hit's sequence number within its writer (increasing in sending order)
+-- Returns, for each hit in order, five values:
+--   counted (0|1), reason ("" | "duplicate" | "rate_limited" | "replayed"),
+--   page hits, site hits, path
+
+local SHARED_KEYS, KEYS_PER_HIT, SHARED_ARGS, ARGS_PER_HIT = 6, 4, 5, 7
+local totals, day, visitors, referrers, rate, applied = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local max_pages = tonumber(ARGV[1])
+local retention = ARGV[2]
+local other = ARGV[3]
+local writer = ARGV[4]
+local n = (#ARGV - SHARED_ARGS) / ARGS_PER_HIT
+
+local site_hits = tonumber(redis.call('HGET', totals, 'hits') or '0')
+-- Replays: a writer sends its hits in sequence order, so a hit whose number is not above
+-- the last one applied was applied already (a batch that timed out on the client yet
+-- reached Redis, then came back from the spool). It changes nothing, not even the rate.
+local last_applied = 0
+if writer ~= '' then
+  last_applied = tonumber(redis.call('HGET', applied, writer) or '0')
+end
+-- The page cap needs a per-path check only if this batch could cross it.
+local near_cap = redis.call('ZCARD', KEYS[SHARED_KEYS + 1]) + n > max_pages
+
+local out = {}
+local raw_count, counted = 0, 0
+local per_hour, per_referrer, uniques = {}, {}, {}
+local highest_seq, rate_used = 0, false
+
+local function answer(ok, reason, pages_key, path)
+  local page_hits = tonumber(redis.call('ZSCORE', pages_key, path) or '0')
+  for _, v in ipairs({ok, reason, page_hits, site_hits + counted, path}) do out[#out + 1] = v end
+end
+
+for i = 1, n do
+  local k = SHARED_KEYS + (i - 1) * KEYS_PER_HIT
+  local a = SHARED_ARGS + (i - 1) * ARGS_PER_HIT
+  local pages_key, raw_key, page_day_key, seen_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local path, ref, visitor = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local window, limit, hour, seq = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), ARGV[a + 6], tonumber(ARGV[a + 7])
+
+  if writer ~= '' and seq <= last_applied then
+    answer(0, 'replayed', pages_key, path)
+  else
+    if seq > highest_seq then highest_seq = seq end
+    -- The rate limit comes first: a visitor past it is a drop, not even a raw hit.
+    local limited = false
+    if limit > 0 then
+      rate_used = true
+      limited = redis.call('HINCRBY', rate, visitor, 1) > limit
+    end
+    if limited then
+      redis.call('HINCRBY', day, 'drop:rate_limited', 1)
+      answer(0, 'rate_limited', pages_key, path)
+    else
+      -- A site keeps at most max_pages distinct pages; the rest share one overflow page.
+      if near_cap and not redis.call('ZSCORE', pages_key, path) and redis.call('ZCARD', pages_key) >= max_pages then
+        path = other
+      end
+      redis.call('HINCRBY', raw_key, path, 1)
+      raw_count = raw_count + 1
+      if window > 0 and not redis.call('SET', seen_key, '1', 'NX', 'EX', window) then
+        answer(0, 'duplicate', pages_key, path)
+      else
+        counted = counted + 1
+        local page_hits = redis.call('ZINCRBY', pages_key, 1, path)
+        if tonumber(redis.call('ZINCRBY', page_day_key, 1, path)) == 1 then
+          -- This page's first hit of the day (maybe the day key's first): keep it the
+          -- retention period from about now.
+          redis.call('EXPIRE', page_day_key, retention)
+        end
+        per_hour[hour] = (per_hour[hour] or 0) + 1
+        uniques[#uniques + 1] = visitor
+        if ref ~= '' then per_referrer[ref] = (per_referrer[ref] or 0) + 1 end
+        for _, v in ipairs({1, '', tonumber(page_hits), site_hits + counted, path}) do out[#out + 1] = v end
+      end
+    end
+  end
+end
+
+-- The site's and the day's sums, once per batch. Day keys get their expiry when created.
+if highest_seq > 0 and writer ~= '' then
+  -- One field per writer (one per worker start); the hash lives ARGV[5] seconds from its
+  -- first field, so fields of long-gone workers go with it.
+  if redis.call('HSET', applied, writer, highest_seq) == 1 and redis.call('TTL', applied) < 0 then
+    redis.call('EXPIRE', applied, ARGV[5])
+  end
+end
+if rate_used then redis.call('EXPIRE', rate, 120) end
+if raw_count > 0 then
+  redis.call('HINCRBY', totals, 'raw', raw_count)
+  if redis.call('HINCRBY', day, 'raw', raw_count) == raw_count then redis.call('EXPIRE', day, retention) end
+elseif redis.call('TTL', day) == -1 then
+  -- Only rate-limit drops so far today: the drop tally created the day hash.
+  redis.call('EXPIRE', day, retention)
+end
+if counted > 0 then
+  redis.call('HINCRBY', totals, 'hits', counted)
+  local first_of_day = redis.call('HINCRBY', day, 'hits', counted) == counted
+  for hour, hits in pairs(per_hour) do redis.call('HINCRBY', day, 'h:' .. hour, hits) end
+  redis.call('PFADD', visitors, unpack(uniques))
+  if first_of_day then redis.call('EXPIRE', visitors, retention) end
+  for host, hits in pairs(per_referrer) do
+    if tonumber(redis.call('ZINCRBY', referrers, hits, host)) == hits then
+      redis.call('EXPIRE', referrers, retention)
+    end
+  end
+end
+return out
