@@ -21,11 +21,19 @@ from typing import Any
 SendBatch = Callable[[Sequence[tuple[list[str], list[Any]]]], list[Any]]
 
 
-@dataclass
+def _held_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
+@dataclass(slots=True)
 class _Pending:
     keys: list[str]
     args: list[Any]
-    ready: threading.Event = field(default_factory=threading.Event)
+    # Released once, when this call is done or must lead: a plain lock is the cheapest
+    # one-shot signal between threads (an Event builds a Condition for every call).
+    ready: threading.Lock = field(default_factory=_held_lock)
     done: bool = False
     result: Any = None
     error: BaseException | None = None
@@ -54,7 +62,7 @@ class GroupCommit:
             leader = not self._busy
             self._busy = True
         if not leader:
-            mine.ready.wait()
+            mine.ready.acquire()
             if mine.done:
                 return mine.outcome()
             # Not done: the previous leader handed the next batch over to us.
@@ -81,7 +89,7 @@ class GroupCommit:
                 successor = self._queue[0] if self._queue else None
                 self._busy = successor is not None
             if successor is not None:
-                successor.ready.set()
+                successor.ready.release()
             for pending in batch:
                 if pending is not mine:
-                    pending.ready.set()
+                    pending.ready.release()

@@ -11,6 +11,7 @@ requests must not be able to grow the number of series without bound.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -102,17 +103,26 @@ def version() -> str:
         return "unknown"
 
 
+# Labelled children, looked up once per label value: `labels()` costs a lock and a dict
+# lookup on every call, on the hit path several times per hit. Label values are few and
+# all chosen by this code (see above), so the caches stay small.
+_hit_counter = functools.cache(HITS.labels)
+_drop_counter = functools.cache(DROPS.labels)
+_request_timer = functools.cache(REQUEST_SECONDS.labels)
+_redis_timer = functools.cache(REDIS_SECONDS.labels)
+
+
 def observe_hit(outcome: HitOutcome) -> None:
     """Count one hit request by what became of it."""
     if outcome.accepted:
-        HITS.labels(outcome.reason or "counted").inc()
+        _hit_counter(outcome.reason or "counted").inc()
     else:
-        DROPS.labels(outcome.reason if outcome.reason in DROP_REASONS else "other").inc()
+        _drop_counter(outcome.reason if outcome.reason in DROP_REASONS else "other").inc()
 
 
 def observe_unkept(reason: str) -> None:
     """Count one hit refused with 503 because the store could not keep it."""
-    DROPS.labels(reason).inc()
+    _drop_counter(reason).inc()
 
 
 def spool_size(pending_bytes: int) -> None:
@@ -130,7 +140,7 @@ def redis_call(operation: str) -> Iterator[None]:
         REDIS_ERRORS.labels(operation).inc()
         raise
     finally:
-        REDIS_SECONDS.labels(operation).observe(time.perf_counter() - started)
+        _redis_timer(operation).observe(time.perf_counter() - started)
 
 
 def init_app(app: Flask) -> None:
@@ -155,7 +165,7 @@ def _observe_request(response: Response) -> Response:
 
 def observe_request(endpoint: str, status: int, seconds: float) -> None:
     """Record one answered request (also called by the WSGI hit fast path)."""
-    REQUEST_SECONDS.labels(endpoint, str(status)).observe(seconds)
+    _request_timer(endpoint, str(status)).observe(seconds)
 
 
 def exposition() -> bytes:

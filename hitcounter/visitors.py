@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import threading
 from datetime import datetime
@@ -32,5 +31,6 @@ class VisitorHasher:
 
     def visitor_id(self, site: str, ip: str, user_agent: str, utc_now: datetime) -> str:
         message = "\0".join((site, ip, user_agent)).encode("utf-8", "surrogatepass")
-        digest = hmac.new(self.salt_for(utc_now), message, hashlib.sha256).digest()
+        # hmac.digest runs in C in one call: a fraction of building an HMAC object.
+        digest = hmac.digest(self.salt_for(utc_now), message, "sha256")
         return digest[:VISITOR_ID_BYTES].hex()
