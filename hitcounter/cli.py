@@ -56,9 +56,13 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--workers", type=int, help="gunicorn worker processes [default: CPU count].")
-@click.option("--threads", type=int, help="Threads per worker [default: 4].")
-def serve(host: str, port: int, workers: int | None, threads: int | None) -> None:
+@click.option(
+    "--workers", type=int, help="gunicorn worker processes [default: CPU count, at least 2]."
+)
+@click.option(
+    "--connections", type=int, help="Connections each worker serves at once [default: 1000]."
+)
+def serve(host: str, port: int, workers: int | None, connections: int | None) -> None:
     """Serve with gunicorn; without HITCOUNTER_REDIS_URL, on the embedded store."""
     env = dict(os.environ)
     store_process = None
@@ -78,8 +82,8 @@ def serve(host: str, port: int, workers: int | None, threads: int | None) -> Non
     command += ["--bind", f"{host}:{port}"]
     if workers:
         command += ["--workers", str(workers)]
-    if threads:
-        command += ["--threads", str(threads)]
+    if connections:
+        command += ["--worker-connections", str(connections)]
     command.append("hitcounter:create_app()")
     click.echo(f"hitcounter: serving on http://{host}:{port}/", err=True)
     server = subprocess.Popen(command, env=env)

@@ -46,12 +46,13 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], seconds: float = 3
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], *, workers: int = 2, threads: int = 4) -> Iterator[Gunicorn]:
-    """gunicorn with the project's configuration, on a free loopback port."""
+def gunicorn(env: dict[str, str], *, workers: int = 2) -> Iterator[Gunicorn]:
+    """gunicorn with the project's configuration, on a free loopback port (settings such
+    as HITCOUNTER_WORKER_CLASS come in `env`)."""
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "-c", "python:hitcounter.gunicorn_conf"]
     command += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
-    command += ["--threads", str(threads), "hitcounter:create_app()"]
+    command += ["hitcounter:create_app()"]
     # A data directory of its own: the hit spool lives there, and one server's spool
     # must never be replayed by another test's server (into another Redis).
     data_dir = tempfile.mkdtemp(prefix="hitcounter-data-")

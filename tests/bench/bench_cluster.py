@@ -48,7 +48,7 @@ end
 
 @contextmanager
 def app_server(redis_url: str) -> Iterator[tuple[str, psutil.Process]]:
-    """One gunicorn process with one worker (gthread, the configured threads)."""
+    """One gunicorn process with one worker (the configured worker class)."""
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "-c", "python:hitcounter.gunicorn_conf"]
     command += ["--bind", f"127.0.0.1:{port}", "--workers", "1", "hitcounter:create_app()"]

@@ -68,11 +68,11 @@ class Server:
 
 
 @contextmanager
-def gunicorn_app(target: str, env: dict[str, str], workers: int, threads: int) -> Iterator[Server]:
+def gunicorn_app(target: str, env: dict[str, str], workers: int) -> Iterator[Server]:
     port = free_port()
     command = [sys.executable, "-m", "gunicorn", "-c", "python:hitcounter.gunicorn_conf"]
     command += ["--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
-    command += ["--threads", str(threads), target]
+    command.append(target)
     process = subprocess.Popen(
         command, env=os.environ | env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -194,7 +194,7 @@ def prepare_site(url: str) -> None:
 
 
 def measure_load(
-    name: str, redis_server: RedisServer, seconds: int, workers: int, threads: int
+    name: str, redis_server: RedisServer, seconds: int, workers: int
 ) -> dict[str, Any]:
     client = redis_server.client()
     client.flushall()
@@ -203,7 +203,7 @@ def measure_load(
         "HITCOUNTER_ADMIN_TOKEN": ADMIN_TOKEN,
         "HITCOUNTER_TRUSTED_PROXIES": "127.0.0.1",
     }
-    with gunicorn_app(APPS[name], env, workers, threads) as server:
+    with gunicorn_app(APPS[name], env, workers) as server:
         if name in ("pixel", "beacon"):
             prepare_site(server.url)
         # Warm up: imports, connections, caches, the script cache.
@@ -277,7 +277,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--out", default=str(HERE / "results" / "latest.json"))
     parser.add_argument("--only", nargs="*", default=list(APPS))
     args = parser.parse_args()
@@ -290,9 +289,7 @@ def main() -> None:
         try:
             for name in args.only:
                 print(f"measuring {name} ...", file=sys.stderr)
-                results[name] = measure_load(
-                    name, redis_server, args.seconds, args.workers, args.threads
-                )
+                results[name] = measure_load(name, redis_server, args.seconds, args.workers)
             results["memory"] = measure_memory(redis_server)
         finally:
             redis_server.stop()

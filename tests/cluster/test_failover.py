@@ -137,7 +137,7 @@ def test_a_primary_dies_under_load(
         "HITCOUNTER_DATA_DIR": str(data),
         **scenario.app_env,
     }
-    with gunicorn(env, workers=WORKERS, threads=4) as server:
+    with gunicorn(env, workers=WORKERS) as server:
         for name in names:
             status, body = request(
                 server.url + "/api/v1/sites", "POST", {"name": name, "dedupe_seconds": 0},

@@ -53,7 +53,9 @@ def dump(client: Any, prefix: str) -> dict[str, Any]:
     return out
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(writes=st.lists(hit_writes, min_size=1, max_size=40), cuts=st.lists(st.integers(1, 40)))
 def test_a_batch_does_what_the_same_hits_do_one_by_one(
     redis_url: str, writes: list[HitWrite], cuts: list[int]

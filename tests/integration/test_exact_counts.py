@@ -1,4 +1,5 @@
-"""Exact counts under concurrency: gunicorn (2 workers, threads) on a real Redis or Cluster."""
+"""Exact counts under concurrency: gunicorn (2 workers) on a real Redis or Cluster, with the
+default gevent workers and with gthread ones."""
 
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ HITS = 5000
 PAGES = 50
 
 
-def test_5000_concurrent_hits_are_counted_exactly(redis_url: str) -> None:
+@pytest.mark.parametrize("worker_class", ["gevent", "gthread"])
+def test_5000_concurrent_hits_are_counted_exactly(redis_url: str, worker_class: str) -> None:
     env = {
         "HITCOUNTER_REDIS_URL": redis_url,
         "HITCOUNTER_RATE_LIMIT_PER_MINUTE": "0",  # one address sends everything here
+        "HITCOUNTER_WORKER_CLASS": worker_class,
     }
-    with gunicorn(env, workers=2, threads=4) as server:
+    with gunicorn(env, workers=2) as server:
         status, body = request(
             server.url + "/api/v1/sites",
             "POST",

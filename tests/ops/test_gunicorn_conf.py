@@ -21,7 +21,8 @@ def load_conf(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     """Load gunicorn_conf afresh under given environment variables."""
 
     def load(**env: str) -> ModuleType:
-        settings = ("WORKERS", "THREADS", "KEEPALIVE", "ACCESS_LOG")
+        settings = ("WORKERS", "WORKER_CONNECTIONS", "WORKER_CLASS", "THREADS", "KEEPALIVE")
+        settings += ("ACCESS_LOG",)
         for name in (f"HITCOUNTER_{setting}" for setting in settings):
             monkeypatch.delenv(name, raising=False)
         for name, value in env.items():
@@ -38,11 +39,15 @@ def test_sizes_follow_the_cpus_unless_set(
 ) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})
     conf = load_conf()  # type: ignore[operator]
-    assert (conf.workers, conf.threads, conf.worker_class) == (6, 4, "gthread")
+    assert (conf.workers, conf.worker_connections, conf.worker_class) == (6, 1000, "gevent")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert load_conf().workers == 2  # type: ignore[operator]
-    conf = load_conf(HITCOUNTER_WORKERS="3", HITCOUNTER_THREADS="8", HITCOUNTER_KEEPALIVE="5")  # type: ignore[operator]
-    assert (conf.workers, conf.threads, conf.keepalive) == (3, 8, 5)
+    conf = load_conf(
+        HITCOUNTER_WORKERS="3", HITCOUNTER_WORKER_CONNECTIONS="50", HITCOUNTER_KEEPALIVE="5"
+    )  # type: ignore[operator]
+    assert (conf.workers, conf.worker_connections, conf.keepalive) == (3, 50, 5)
+    conf = load_conf(HITCOUNTER_WORKER_CLASS="gthread", HITCOUNTER_THREADS="8")  # type: ignore[operator]
+    assert (conf.worker_class, conf.threads) == ("gthread", 8)
 
 
 def test_the_app_is_built_after_the_fork_and_logs_no_visitor() -> None:

@@ -51,7 +51,7 @@ def service(
         "HITCOUNTER_LOG_LEVEL": "WARNING",
         **env,
     }
-    with gunicorn(full_env, workers=workers, threads=4) as server:
+    with gunicorn(full_env, workers=workers) as server:
         status, _ = request(server.url + "/api/v1/sites", "POST", {"name": SITE}, admin=True)
         assert status in (201, 409)
         request(server.url + f"/api/v1/sites/{SITE}", "PATCH", {"dedupe_seconds": 0}, admin=True)
