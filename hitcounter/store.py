@@ -10,6 +10,7 @@ import functools
 import hashlib
 import itertools
 import secrets
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -38,6 +39,9 @@ KEPT_UNIONS = 4
 REPLACED_UNION_SECONDS = 2
 # How deep the first read of each zset goes when ranking a sum of zsets.
 TOP_FIRST_DEPTH = 100
+# Of `depth` rows wanted from one day's buckets, each bucket gives this many times its
+# share (the top rows are spread over them, but not evenly).
+BUCKET_SHARE = 2
 
 
 class Keys:
@@ -53,11 +57,16 @@ class Keys:
     `day` is the date in the site's timezone:
 
     - `{p}:{site}:site`           hash: the site's settings and its token hash
-    - `{p}:{site}:pages`          zset: path -> counted hits, all time
-    - `{p}:{site}:raw`            hash: path -> raw hits, all time
-    - `{p}:{site}:totals`         hash: hits, raw (all time)
+    - `{p}:{site}:pages:{b}`      hash: path -> counted hits, all time, for the paths of
+                                  page bucket `b` (see below)
+    - `{p}:{site}:raw:{b}`        hash: path -> raw hits, all time, page bucket `b`. Every
+                                  page kept has a field here (a page is kept once it
+                                  has one), so these list all pages
+    - `{p}:{site}:totals`         hash: hits, raw (all time); pages: the number of
+                                  fields in all raw buckets (pages kept, for the cap)
     - `{p}:{site}:day:{day}`      hash: hits, raw, h:HH counted per local hour, drop:<reason>
-    - `{p}:{site}:pday:{day}`     zset: path -> counted hits that day
+    - `{p}:{site}:pday:{day}:{b}` zset: path -> counted hits that day, for the paths of
+                                  day bucket `b`
     - `{p}:{site}:uv:{day}`       HyperLogLog of visitor ids that day
     - `{p}:{site}:ref:{day}`      zset: referring host -> counted hits that day
     - `{p}:{site}:seen:{visitor}:{path digest}`  dedupe marker, expires after the window
@@ -71,7 +80,19 @@ class Keys:
     - `{p}:{site}:union:{kind}`   list: the names of the site's kept unions of that kind
 
     Day keys expire after the retention period; all-time keys never do.
+
+    Buckets keep memory low: Redis stores a hash or zset of at most 128 entries of at
+    most 64 bytes (`hash-max-listpack-entries`, `zset-max-listpack-entries` and their
+    `-value` twins) as one compact listpack, a few bytes beside each path, where one big
+    hash or zset costs a hashtable entry (and a skiplist node) per path. A path's page
+    bucket is `crc32(path) % PAGE_BUCKETS` (128: 10,000 pages are ~80 a bucket) and its
+    day bucket `crc32(path) % DAY_BUCKETS` (16: 1,000 pages a day are ~60 a bucket).
+    A path is in exactly one bucket of each kind, so the buckets of one day hold
+    disjoint sets of paths, and one page's counts are read from one key.
     """
+
+    PAGE_BUCKETS = 128
+    DAY_BUCKETS = 16
 
     def __init__(self, prefix: str = "hc") -> None:
         self.prefix = prefix
@@ -88,11 +109,41 @@ class Keys:
     def site_settings(self, site: str) -> str:
         return f"{self._site(site)}:site"
 
-    def pages(self, site: str) -> str:
-        return f"{self._site(site)}:pages"
+    @staticmethod
+    def _crc(path: str | bytes) -> int:
+        return zlib.crc32(path if isinstance(path, bytes) else path.encode())
 
-    def raw(self, site: str) -> str:
-        return f"{self._site(site)}:raw"
+    @classmethod
+    def page_bucket(cls, path: str | bytes) -> int:
+        """The all-time bucket (0 to PAGE_BUCKETS - 1) of a path (str, or UTF-8 bytes)."""
+        return cls._crc(path) % cls.PAGE_BUCKETS
+
+    @classmethod
+    def day_bucket(cls, path: str | bytes) -> int:
+        """The page-day bucket (0 to DAY_BUCKETS - 1) of a path (str, or UTF-8 bytes)."""
+        return cls._crc(path) % cls.DAY_BUCKETS
+
+    def pages(self, site: str, bucket: int) -> str:
+        return f"{self._site(site)}:pages:{bucket}"
+
+    def raw(self, site: str, bucket: int) -> str:
+        return f"{self._site(site)}:raw:{bucket}"
+
+    def pages_of(self, site: str, path: str | bytes) -> str:
+        """The counted-hits bucket holding this path."""
+        return self.pages(site, self.page_bucket(path))
+
+    def raw_of(self, site: str, path: str | bytes) -> str:
+        """The raw-hits bucket holding this path."""
+        return self.raw(site, self.page_bucket(path))
+
+    def all_pages(self, site: str) -> list[str]:
+        """All counted-hits buckets of a site, bucket b at index b."""
+        return [self.pages(site, b) for b in range(self.PAGE_BUCKETS)]
+
+    def all_raw(self, site: str) -> list[str]:
+        """All raw-hits buckets of a site, bucket b at index b."""
+        return [self.raw(site, b) for b in range(self.PAGE_BUCKETS)]
 
     def totals(self, site: str) -> str:
         return f"{self._site(site)}:totals"
@@ -100,8 +151,16 @@ class Keys:
     def day(self, site: str, day: str) -> str:
         return f"{self._site(site)}:day:{day}"
 
-    def page_day(self, site: str, day: str) -> str:
-        return f"{self._site(site)}:pday:{day}"
+    def page_day(self, site: str, day: str, bucket: int) -> str:
+        return f"{self._site(site)}:pday:{day}:{bucket}"
+
+    def page_day_of(self, site: str, day: str, path: str | bytes) -> str:
+        """The page-day bucket holding this path on that day."""
+        return self.page_day(site, day, self.day_bucket(path))
+
+    def page_days(self, site: str, day: str) -> list[str]:
+        """All page-day buckets of one day, bucket b at index b."""
+        return [self.page_day(site, day, b) for b in range(self.DAY_BUCKETS)]
 
     def visitors(self, site: str, day: str) -> str:
         return f"{self._site(site)}:uv:{day}"
@@ -223,12 +282,13 @@ def _text(value: Any) -> str:
 # minute and writer.
 #
 # keys: 0 pages, 1 raw, 2 totals, 3 day, 4 page_day, 5 visitors, 6 referrers, 7 seen,
-#       8 rate, 9 applied
+#       8 rate, 9 applied, 10-12 pages, raw and page_day of the overflow page
+#       (pages, raw and page_day are the path's buckets, see Keys)
 # args: 0 path, 1 referring host, 2 visitor, 3 dedupe window, 4 rate limit, 5 max pages,
 #       6 retention, 7 hour, 8 overflow page, 9 writer, 10 applied TTL, 11 sequence number
 HitCall = tuple[list[str], list[Any]]
 ScriptCall = tuple[list[Any], list[Any], int]  # keys, args, number of hits
-_SHARED_KEYS = (2, 3, 5, 6, 8, 9)
+_SHARED_KEYS = (2, 3, 5, 6, 8, 9, 10, 11, 12)
 _HIT_KEYS = (0, 1, 4, 7)
 _SHARED_ARGS = (5, 6, 8, 9, 10)
 _HIT_ARGS = (0, 1, 2, 3, 4, 7, 11)
@@ -308,6 +368,42 @@ class RangeSummary:
 
 
 @dataclass(frozen=True)
+class Part:
+    """Zsets that make one term of a ranked sum: one key, or the buckets of one day.
+
+    Bucketed, `keys[b]` holds only members of day bucket `b` (Keys.day_bucket): the keys
+    hold disjoint members, and a member is looked up in one of them. Else, one key.
+    """
+
+    keys: tuple[str, ...]
+    bucketed: bool = False
+
+    def key_of(self, member: str | bytes) -> str:
+        return self.keys[Keys.day_bucket(member)] if self.bucketed else self.keys[0]
+
+    def split(self, members: Sequence[Any]) -> list[tuple[str, list[int]]]:
+        """Group members (by index) under the key of this part that may hold them."""
+        if not self.bucketed:
+            return [(self.keys[0], list(range(len(members))))]
+        groups: dict[str, list[int]] = {}
+        for i, member in enumerate(members):
+            groups.setdefault(self.key_of(member), []).append(i)
+        return list(groups.items())
+
+    def pairs(self, other: Part) -> list[tuple[str, str]]:
+        """The pairs of keys, one of each part, that can share members."""
+        if self.bucketed and other.bucketed:
+            return list(zip(self.keys, other.keys, strict=True))
+        return [(a, b) for a in self.keys for b in other.keys]
+
+    def depth(self, depth: int) -> int:
+        """Rows to read from each key when `depth` rows of the part are wanted."""
+        if len(self.keys) == 1:
+            return depth
+        return max(1, -(-BUCKET_SHARE * depth // len(self.keys)))
+
+
+@dataclass(frozen=True)
 class DaySnapshot:
     fields: dict[str, int]
     visitors: int
@@ -359,6 +455,7 @@ class Store:
         # How long a replayed hit is still recognised as applied (the applied hash's TTL).
         self.replay_seconds = 30 * 86400
         self._drop_script = client.register_script(_lua("drop.lua"))
+        self._count_pages_script = client.register_script(_lua("count_pages.lua"))
 
     # -- the hit path -------------------------------------------------------------------
 
@@ -400,16 +497,20 @@ class Store:
         spool = self._spool
         writer = spool.writer if spool is not None else ""
         keys = [
-            k.pages(write.site),
-            k.raw(write.site),
+            k.pages_of(write.site, write.path),
+            k.raw_of(write.site, write.path),
             k.totals(write.site),
             k.day(write.site, write.day),
-            k.page_day(write.site, write.day),
+            k.page_day_of(write.site, write.day, write.path),
             k.visitors(write.site, write.day),
             k.referrers(write.site, write.day),
             k.seen(write.site, write.visitor, write.path),
             k.rate(write.site, write.minute),
             k.applied(write.site, writer_day(writer) if writer else "none"),
+            # Where the path goes past the page cap: the overflow page's buckets.
+            k.pages_of(write.site, OTHER_PAGE),
+            k.raw_of(write.site, OTHER_PAGE),
+            k.page_day_of(write.site, write.day, OTHER_PAGE),
         ]
         args = [
             write.path,
@@ -590,8 +691,8 @@ class Store:
     def page_count(self, site: str, path: str) -> tuple[int, int, int]:
         """Return (counted hits, raw hits) of one page and the site's counted total."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zscore(self.keys.pages(site), path)
-        pipe.hget(self.keys.raw(site), path)
+        pipe.hget(self.keys.pages_of(site, path), path)
+        pipe.hget(self.keys.raw_of(site, path), path)
         pipe.hget(self.keys.totals(site), "hits")
         hits, raw, site_hits = pipe.execute()
         return int(hits or 0), int(raw or 0), int(site_hits or 0)
@@ -663,18 +764,17 @@ class Store:
         # redis-py refuses multi-key PFCOUNT in a cluster pipeline without looking at the
         # keys; these share the site's hash tag, so the raw command is routed to one node.
         pipe.execute_command("PFCOUNT", *[k.visitors(site, day) for day in days])
-        pipe.hmget(k.totals(site), ["hits", "raw"])
-        pipe.zcard(k.pages(site))
+        pipe.hmget(k.totals(site), ["hits", "raw", "pages"])
         results = pipe.execute()
         n = len(days)
-        visitors, (hits, raw), all_time_pages = results[n:]
+        visitors, (hits, raw, all_time_pages) = results[n:]
         return RangeSummary(
             days=[_int_fields(fields) for fields in results[:n]],
             visitors=int(visitors),
             pages=pages,
             all_time_hits=int(hits or 0),
             all_time_raw=int(raw or 0),
-            all_time_pages=int(all_time_pages),
+            all_time_pages=int(all_time_pages or 0),
         )
 
     @wrap_redis_errors
@@ -698,7 +798,7 @@ class Store:
         """Read one page's counted hits on each day."""
         pipe = self.redis.pipeline(transaction=False)
         for day in days:
-            pipe.zscore(self.keys.page_day(site, day), path)
+            pipe.zscore(self.keys.page_day_of(site, day, path), path)
         return [int(score or 0) for score in pipe.execute()]
 
     @wrap_redis_errors
@@ -739,16 +839,22 @@ class Store:
 
     def _parts(
         self, site: str, kind: str, days: Sequence[str], today: str, cache_seconds: int
-    ) -> list[str]:
-        """Keys whose sum is the range: the past days' kept union, and each live day."""
-        day_key = self.keys.page_day if kind == "pages" else self.keys.referrers
+    ) -> list[Part]:
+        """Parts whose sum is the range: the past days' kept union, and each live day."""
+        k = self.keys
+
+        def day_part(day: str) -> Part:
+            if kind == "pages":
+                return Part(tuple(k.page_days(site, day)), bucketed=True)
+            return Part((k.referrers(site, day),))
+
         past_days = [day for day in days if day < today]
-        live = [day_key(site, day) for day in days if day >= today]
-        past = [day_key(site, day) for day in past_days]
-        if len(past) > 1:
-            first, last = past_days[0], past_days[-1]
-            past = [self._past_union(site, kind, past, first, last, cache_seconds)]
-        return past + live
+        live = [day_part(day) for day in days if day >= today]
+        if len(past_days) <= 1:
+            return [day_part(day) for day in past_days] + live
+        keys = [key for day in past_days for key in day_part(day).keys]
+        first, last = past_days[0], past_days[-1]
+        return [Part((self._past_union(site, kind, keys, first, last, cache_seconds),)), *live]
 
     def _past_union(
         self,
@@ -785,65 +891,135 @@ class Store:
             pipe.execute()
         return cached
 
-    def _distinct(self, keys: Sequence[str]) -> int:
-        """Count the distinct members of the zsets: the first's count plus the others' new."""
-        if len(keys) == 1:
-            return int(self.redis.zcard(keys[0]))
-        if len(keys) == 2:
-            # |A or B| = |A| + |B| - |A and B|: ZINTERCARD counts without building a set.
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.zcard(keys[0])
-            pipe.zcard(keys[1])
-            pipe.execute_command("ZINTERCARD", 2, *keys)
-            first, second, both = pipe.execute()
-            return int(first) + int(second) - int(both)
+    def _scores(self, asks: Sequence[tuple[Part, Sequence[Any]]]) -> list[list[Any]]:
+        """Look members up in parts, in one round trip: for each (part, members) asked,
+        each member's score in the part (None: not in it)."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zcard(keys[0])
-        for key in keys[1:]:
-            pipe.zrange(key, 0, -1)
-        first, *others = pipe.execute()
-        members = list({m for found in others for m in found})
+        plan: list[tuple[int, list[int]]] = []
+        for n, (part, members) in enumerate(asks):
+            for key, indices in part.split(members):
+                if indices:
+                    pipe.zmscore(key, [members[i] for i in indices])
+                    plan.append((n, indices))
+        found: list[list[Any]] = [[None] * len(members) for _, members in asks]
+        if plan:
+            for (n, indices), scores in zip(plan, pipe.execute(), strict=True):
+                for i, score in zip(indices, scores, strict=True):
+                    found[n][i] = score
+        return found
+
+    def _distinct(self, parts: Sequence[Part]) -> int:
+        """Count the distinct members of the parts' zsets (the keys of one part are disjoint)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for part in parts:
+            for key in part.keys:
+                pipe.zcard(key)
+        cards = sum(len(part.keys) for part in parts)
+        if len(parts) == 2:
+            # |A or B| = |A| + |B| - |A and B|, and A and B share members only between
+            # keys that can (the same bucket, or any key of an unbucketed part): ZINTERCARD
+            # counts without building a set.
+            for a, b in parts[0].pairs(parts[1]):
+                pipe.execute_command("ZINTERCARD", 2, a, b)
+            results = pipe.execute()
+            return sum(int(n) for n in results[:cards]) - sum(int(n) for n in results[cards:])
+        counts = [int(n) for n in pipe.execute()]
+        first = sum(counts[: len(parts[0].keys)])
+        if len(parts) == 1:
+            return first
+        # More parts: the first's count plus the others' members not in it.
+        pipe = self.redis.pipeline(transaction=False)
+        for part in parts[1:]:
+            for key in part.keys:
+                pipe.zrange(key, 0, -1)
+        members = list({m for found in pipe.execute() for m in found})
         if not members:
-            return int(first)
-        known = self.redis.zmscore(keys[0], members)
-        return int(first) + sum(1 for score in known if score is None)
+            return first
+        known = self._scores([(parts[0], members)])[0]
+        return first + sum(1 for score in known if score is None)
 
     def _top(
-        self, keys: Sequence[str], offset: int, limit: int
+        self, parts: Sequence[Part], offset: int, limit: int
     ) -> tuple[int, list[tuple[str, int]]]:
-        total = self._distinct(keys)
-        if len(keys) == 1:
-            # Ties come in reverse member order, as ZREVRANGE gives them.
-            rows = self.redis.zrevrange(keys[0], offset, offset + limit - 1, withscores=True)
-            return total, [(_text(m), int(score)) for m, score in rows]
-        return total, self._top_of_sum(keys, offset, limit)
+        if len(parts) == 1:
+            return self._top_of_part(parts[0], offset, limit)
+        return self._distinct(parts), self._top_of_sum(parts, offset, limit)
 
-    def _top_of_sum(self, keys: Sequence[str], offset: int, limit: int) -> list[tuple[str, int]]:
-        """Rank the members of several zsets by the sum of their scores (Fagin's TA).
+    def _top_of_part(
+        self, part: Part, offset: int, limit: int
+    ) -> tuple[int, list[tuple[str, int]]]:
+        """Count and rank the members of one part, whose keys hold disjoint members.
 
-        Read each zset's top `depth`; every member seen gets its exact sum (ZMSCORE on
-        each zset). A member never seen scores at most the sum of the lowest scores read,
-        so once the last wanted row beats that, the answer is complete; else read deeper.
+        Each key's top rows are read, with each key's size in the same round trip. A
+        member not read ranks below the last row read from its key (by score, then
+        member, the order of ZREVRANGE), so once the last wanted row ranks at or above
+        the highest of those last rows, the answer is complete; else read deeper.
+        """
+        wanted = offset + limit
+        if len(part.keys) == 1:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zcard(part.keys[0])
+            pipe.zrevrange(part.keys[0], offset, wanted - 1, withscores=True)
+            total, top = pipe.execute()
+            return int(total), [(_text(m), int(score)) for m, score in top]
+        # A few rows more than the part's share: the first read is nearly always enough.
+        rows = max(part.depth(wanted), 8)
+        total = -1
+        while True:
+            pipe = self.redis.pipeline(transaction=False)
+            if total < 0:
+                for key in part.keys:
+                    pipe.zcard(key)
+            for key in part.keys:
+                pipe.zrevrange(key, 0, rows - 1, withscores=True)
+            tops = pipe.execute()
+            if total < 0:
+                total = sum(int(n) for n in tops[: len(part.keys)])
+                tops = tops[len(part.keys) :]
+            read = sorted(((score, m) for top in tops for m, score in top), reverse=True)
+            cut = [(top[-1][1], top[-1][0]) for top in tops if len(top) == rows]
+            if not cut or (len(read) >= wanted and read[wanted - 1] >= max(cut)):
+                return total, [(_text(m), int(score)) for score, m in read[offset:wanted]]
+            rows *= 4
+
+    def _top_of_sum(self, parts: Sequence[Part], offset: int, limit: int) -> list[tuple[str, int]]:
+        """Rank the members of several parts by the sum of their scores (Fagin's TA).
+
+        Read the top of each zset (`depth` rows; a bucket of a part, its share of them);
+        every member seen gets its exact sum (its score in each part: read, or looked up
+        with ZMSCORE in its key of the part). A member never seen scores at most the sum,
+        over the parts, of the highest last score read from the part's keys read only in
+        part (it is in one key of each part, and not in the keys read to the end), so
+        once the last wanted row beats that, the answer is complete; else read deeper.
         Ties are ordered as ZREVRANGE would order them on the summed zset.
         """
         wanted = offset + limit
         depth = max(wanted, TOP_FIRST_DEPTH)
         while True:
+            reads = [
+                (n, key, part.depth(depth)) for n, part in enumerate(parts) for key in part.keys
+            ]
             pipe = self.redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.zrevrange(key, 0, depth - 1, withscores=True)
-            tops = pipe.execute()
-            seen = list({member for top in tops for member, _ in top})
-            bound = sum(top[-1][1] for top in tops if len(top) == depth)
-            complete = all(len(top) < depth for top in tops)
-            sums = dict.fromkeys(seen, 0.0)
-            if seen:
-                pipe = self.redis.pipeline(transaction=False)
-                for key in keys:
-                    pipe.zmscore(key, seen)
-                for scores in pipe.execute():
-                    for member, score in zip(seen, scores, strict=True):
-                        sums[member] += score or 0
+            for _, key, rows in reads:
+                pipe.zrevrange(key, 0, rows - 1, withscores=True)
+            known: list[dict[Any, float]] = [{} for _ in parts]
+            highest_unread = [0.0] * len(parts)
+            complete = True
+            for (n, _, rows), top in zip(reads, pipe.execute(), strict=True):
+                known[n].update(top)
+                if len(top) == rows:
+                    complete = False
+                    highest_unread[n] = max(highest_unread[n], top[-1][1])
+            bound = sum(highest_unread)
+            seen = list({member for scores in known for member in scores})
+            asks = [(part, [m for m in seen if m not in known[n]]) for n, part in enumerate(parts)]
+            for n, found in enumerate(self._scores(asks)):
+                known[n].update((m, s or 0) for m, s in zip(asks[n][1], found, strict=True))
+            # Every member seen now has a score in every part (0 where it is not in it).
+            sums = dict(known[0])
+            for part_scores in known[1:]:
+                for member, score in part_scores.items():
+                    sums[member] += score
             ranked = sorted(seen, key=lambda m: (sums[m], m), reverse=True)
             if complete or (len(ranked) >= wanted and sums[ranked[wanted - 1]] > bound):
                 return [(_text(m), int(sums[m])) for m in ranked[offset:wanted]]
@@ -868,7 +1044,7 @@ class Store:
         for day in days:
             pipe.exists(
                 k.day(site, day),
-                k.page_day(site, day),
+                *k.page_days(site, day),
                 k.visitors(site, day),
                 k.referrers(site, day),
             )
@@ -881,35 +1057,29 @@ class Store:
         return int(hits or 0), int(raw or 0)
 
     def iter_pages(self, site: str, batch: int = 1000) -> Iterator[list[tuple[str, int, int]]]:
-        """Yield all-time (path, hits, raw hits) in batches, by ZSCAN then HSCAN.
+        """Yield all-time (path, hits, raw hits) in batches, bucket by bucket.
 
-        A path with raw hits but no counted hit is in the raw hash only: the second pass
-        finds those, so nothing kept is left out.
+        Every page kept has a raw field, so HSCAN of the raw buckets finds them all; each
+        batch's counted hits come from the same bucket of counted hits.
         """
-        pages, raw = self.keys.pages(site), self.keys.raw(site)
-        for members in _batched(self._zscan(pages), batch):
-            raws = self._hmget(raw, [path for path, _ in members])
-            yield [
-                (_text(path), int(hits), int(r or 0))
-                for (path, hits), r in zip(members, raws, strict=True)
-            ]
-        for fields in _batched(self._hscan(raw), batch):
-            scores = self._zmscore(pages, [path for path, _ in fields])
-            only_raw = [
-                (_text(path), 0, int(r))
-                for (path, r), score in zip(fields, scores, strict=True)
-                if score is None
-            ]
-            if only_raw:
-                yield only_raw
+        k = self.keys
+        rows: list[tuple[str, int, int]] = []
+        for bucket in range(k.PAGE_BUCKETS):
+            for fields in _batched(self._hscan(k.raw(site, bucket)), batch):
+                hits = self._hmget(k.pages(site, bucket), [path for path, _ in fields])
+                rows += [
+                    (_text(path), int(h or 0), int(r))
+                    for (path, r), h in zip(fields, hits, strict=True)
+                ]
+                while len(rows) >= batch:
+                    yield rows[:batch]
+                    rows = rows[batch:]
+        if rows:
+            yield rows
 
     @wrap_redis_errors
     def _hmget(self, key: str, fields: list[Any]) -> list[Any]:
         return list(self.redis.hmget(key, fields))
-
-    @wrap_redis_errors
-    def _zmscore(self, key: str, members: list[Any]) -> list[Any]:
-        return list(self.redis.zmscore(key, members))
 
     @wrap_redis_errors
     def day_snapshot(self, site: str, day: str) -> DaySnapshot:
@@ -928,9 +1098,10 @@ class Store:
         return DaySnapshot(_int_fields(fields), int(visitors), hll)
 
     def iter_day_pages(self, site: str, day: str) -> Iterator[tuple[str, int]]:
-        """Yield (path, hits) of one day by ZSCAN."""
-        for path, hits in self._zscan(self.keys.page_day(site, day)):
-            yield _text(path), int(hits)
+        """Yield (path, hits) of one day by ZSCAN of each of its buckets."""
+        for key in self.keys.page_days(site, day):
+            for path, hits in self._zscan(key):
+                yield _text(path), int(hits)
 
     def iter_day_referrers(self, site: str, day: str) -> Iterator[tuple[str, int]]:
         """Yield (host, hits) of one day by ZSCAN."""
@@ -940,13 +1111,24 @@ class Store:
     @wrap_redis_errors
     def page_scores(self, site: str, paths: Sequence[str]) -> tuple[int, list[int | None]]:
         """Return the number of pages kept and each path's all-time hits (None if new)."""
-        if not paths:
-            return int(self.redis.zcard(self.keys.pages(site))), []
+        k = self.keys
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zcard(self.keys.pages(site))
-        pipe.zmscore(self.keys.pages(site), list(paths))
-        count, scores = pipe.execute()
-        return int(count), [None if s is None else int(s) for s in scores]
+        pipe.hget(k.totals(site), "pages")
+        buckets: dict[int, list[int]] = {}
+        for i, path in enumerate(paths):
+            buckets.setdefault(k.page_bucket(path), []).append(i)
+        for bucket, indices in buckets.items():
+            members = [paths[i] for i in indices]
+            pipe.hmget(k.pages(site, bucket), members)
+            pipe.hmget(k.raw(site, bucket), members)
+        count, *found = pipe.execute()
+        scores: list[int | None] = [None] * len(paths)
+        for n, indices in enumerate(buckets.values()):
+            hits, raws = found[2 * n], found[2 * n + 1]
+            for i, h, r in zip(indices, hits, raws, strict=True):
+                # A page is kept once it has a raw field (see Keys).
+                scores[i] = None if r is None else int(h or 0)
+        return int(count or 0), scores
 
     @wrap_redis_errors
     def add_pages(self, site: str, pages: Sequence[tuple[str, int, int]]) -> None:
@@ -958,25 +1140,38 @@ class Store:
         pipe = self.redis.pipeline(transaction=True)
         hits_total = raw_total = 0
         for path, hits, raw in pages:
-            pipe.zincrby(k.pages(site), hits, path)
-            if raw:
-                pipe.hincrby(k.raw(site), path, raw)
+            pipe.hincrby(k.pages_of(site, path), path, hits)
+            # Always, even by 0: a page kept has a raw field.
+            pipe.hincrby(k.raw_of(site, path), path, raw)
             hits_total += hits
             raw_total += raw
         pipe.hincrby(k.totals(site), "hits", hits_total)
         pipe.hincrby(k.totals(site), "raw", raw_total)
         pipe.execute()
+        self._count_pages(site)
 
     @wrap_redis_errors
     def set_pages(self, site: str, pages: Sequence[tuple[str, int, int]]) -> None:
         """Set (path, hits, raw hits) of all-time pages to these values, in one pipeline."""
         k = self.keys
+        buckets: dict[int, list[tuple[str, int, int]]] = {}
+        for page in pages:
+            buckets.setdefault(k.page_bucket(page[0]), []).append(page)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zadd(k.pages(site), {path: hits for path, hits, _ in pages})
-        raws = {path: raw for path, _, raw in pages if raw}
-        if raws:
-            pipe.hset(k.raw(site), mapping=raws)
+        for bucket, rows in buckets.items():
+            pipe.hset(k.pages(site, bucket), mapping={path: hits for path, hits, _ in rows})
+            pipe.hset(k.raw(site, bucket), mapping={path: raw for path, _, raw in rows})
         pipe.execute()
+        self._count_pages(site)
+
+    def _count_pages(self, site: str) -> int:
+        """Set totals.pages to the number of pages kept, counted (atomically) in the buckets.
+
+        The hit script keeps that count as it adds pages; writers of many pages at once
+        (imports) count again after writing, which is right whatever ran in between.
+        """
+        k = self.keys
+        return int(self._count_pages_script(keys=[k.totals(site), *k.all_raw(site)]))
 
     @wrap_redis_errors
     def set_totals(self, site: str, hits: int, raw: int) -> None:
@@ -986,25 +1181,25 @@ class Store:
     def restore_day(self, site: str, day: str, restore: DayRestore) -> None:
         """Replace one day's keys with the given values; they expire at `expire_at`."""
         k = self.keys
-        keys = [
-            k.day(site, day),
-            k.page_day(site, day),
-            k.visitors(site, day),
-            k.referrers(site, day),
-        ]
+        page_days = k.page_days(site, day)
+        keys = [k.day(site, day), k.visitors(site, day), k.referrers(site, day), *page_days]
         pipe = self.redis.pipeline(transaction=False)
         for key in keys:  # one DEL each: a cluster pipeline takes no multi-key DEL
             pipe.delete(key)
         if restore.fields:
-            pipe.hset(keys[0], mapping=dict(restore.fields))
-        for chunk in _batched(iter(restore.pages.items()), 1000):
-            pipe.zadd(keys[1], dict(chunk))
+            pipe.hset(k.day(site, day), mapping=dict(restore.fields))
+        buckets: dict[int, dict[str, int]] = {}
+        for path, hits in restore.pages.items():
+            buckets.setdefault(k.day_bucket(path), {})[path] = hits
+        for bucket, members in sorted(buckets.items()):
+            for chunk in _batched(iter(members.items()), 1000):
+                pipe.zadd(page_days[bucket], dict(chunk))
         for chunk in _batched(iter(restore.referrers.items()), 1000):
-            pipe.zadd(keys[3], dict(chunk))
+            pipe.zadd(k.referrers(site, day), dict(chunk))
         for key in keys:
             pipe.expireat(key, restore.expire_at)
         pipe.execute()
-        self._restore_visitors(keys[2], day, restore)
+        self._restore_visitors(k.visitors(site, day), day, restore)
 
     def _restore_visitors(self, key: str, day: str, restore: DayRestore) -> None:
         if restore.hll is not None:

@@ -169,7 +169,9 @@ def test_page_cap_counts_new_paths_as_other(fake_store: Store, tmp_path: Path) -
     register(app, dedupe_seconds=0)
     paths = [hit(app, path=f"/p{i}").path for i in range(5)] + [hit(app, path="/p0").path]
     assert paths == ["/p0", "/p1", "/p2", "(other)", "(other)", "/p0"]
-    assert fake_store.redis.zcard(fake_store.keys.pages("blog")) == 4
+    # Three pages and "(other)" are kept (the count the cap is checked against).
+    assert fake_store.page_scores("blog", [])[0] == 4
+    assert fake_store.page_scores("blog", ["/p3", "(other)"])[1] == [None, 2]
     assert fake_store.page_count("blog", "(other)")[0] == 2
     assert fake_store.page_count("blog", "/p0") == (2, 2, 6)
 
@@ -184,7 +186,7 @@ def test_days_and_hours_in_site_timezone(fake_store: Store, tmp_path: Path) -> N
     assert day_hash(fake_store, "2026-03-09") == {"hits": 1, "raw": 1, "h:23": 1}
     assert day_hash(fake_store, "2026-03-10") == {"hits": 2, "raw": 2, "h:00": 2}
     keys = fake_store.keys
-    assert fake_store.redis.zscore(keys.page_day("blog", "2026-03-09"), "/") == 1
+    assert fake_store.redis.zscore(keys.page_day_of("blog", "2026-03-09", "/"), "/") == 1
     assert fake_store.redis.pfcount(keys.visitors("blog", "2026-03-10")) == 1
 
 
@@ -194,10 +196,14 @@ def test_day_keys_expire_after_retention(fake_store: Store, tmp_path: Path) -> N
     hit(app, referrer="https://news.ycombinator.com/item?id=1")
     keys = fake_store.keys
     day = "2026-03-10"
-    for key in (keys.day("blog", day), keys.page_day("blog", day), keys.visitors("blog", day)):
+    for key in (
+        keys.day("blog", day),
+        keys.page_day_of("blog", day, "/"),
+        keys.visitors("blog", day),
+    ):
         assert 9 * 86400 < fake_store.redis.ttl(key) <= 10 * 86400
     assert 9 * 86400 < fake_store.redis.ttl(keys.referrers("blog", day)) <= 10 * 86400
-    for key in (keys.pages("blog"), keys.raw("blog"), keys.totals("blog")):
+    for key in (keys.pages_of("blog", "/"), keys.raw_of("blog", "/"), keys.totals("blog")):
         assert fake_store.redis.ttl(key) == -1  # all-time counters never expire
 
 

@@ -2,19 +2,20 @@
 --
 -- The hits of a batch share their site, local day, minute and writer (store.py groups
 -- them so), so the site's counters are read once, added up here and written once: a
--- batch of n hits costs about 5n + 12 commands instead of 16n.
+-- batch of n hits costs about 6n + 12 commands instead of 16n.
 --
 -- Shared keys:
--- KEYS[1] = totals    hash  hits, raw: the site's all-time totals
+-- KEYS[1] = totals    hash  hits, raw: the site's all-time totals; pages: pages kept
 -- KEYS[2] = day       hash  hits, raw, h:HH (counted per local hour), drop:<reason>
 -- KEYS[3] = visitors  HyperLogLog of visitor ids that local day
 -- KEYS[4] = referrers zset  referring host -> counted hits that local day
 -- KEYS[5] = rate      hash  visitor id -> hits this minute; expires after the minute
 -- KEYS[6] = applied   hash  writer id -> sequence number of its last hit applied here
--- Keys of hit i (j = 6 + 4(i-1)):
--- KEYS[j+1] = pages     zset  path -> counted hits, all time
--- KEYS[j+2] = raw       hash  path -> raw hits, all time
--- KEYS[j+3] = page_day  zset  path -> counted hits that local day
+-- KEYS[7], KEYS[8], KEYS[9] = pages, raw, page_day buckets of the overflow page ARGV[3]
+-- Keys of hit i (j = 9 + 4(i-1)):
+-- KEYS[j+1] = pages     hash  path -> counted hits, all time (the path's page bucket)
+-- KEYS[j+2] = raw       hash  path -> raw hits, all time (the path's page bucket)
+-- KEYS[j+3] = page_day  zset  path -> counted hits that local day (its day bucket)
 -- KEYS[j+4] = seen      string, exists while this visitor's view of this path is deduped
 -- Shared arguments:
 -- ARGV[1] = most distinct pages kept; past it, new paths count as ARGV[3]
@@ -34,7 +35,7 @@
 --   counted (0|1), reason ("" | "duplicate" | "rate_limited" | "replayed"),
 --   page hits, site hits, path
 
-local SHARED_KEYS, KEYS_PER_HIT, SHARED_ARGS, ARGS_PER_HIT = 6, 4, 5, 7
+local SHARED_KEYS, KEYS_PER_HIT, SHARED_ARGS, ARGS_PER_HIT = 9, 4, 5, 7
 local totals, day, visitors, referrers, rate, applied = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local max_pages = tonumber(ARGV[1])
 local retention = ARGV[2]
@@ -50,8 +51,9 @@ local last_applied = 0
 if writer ~= '' then
   last_applied = tonumber(redis.call('HGET', applied, writer) or '0')
 end
--- The page cap needs a per-path check only if this batch could cross it.
-local near_cap = redis.call('ZCARD', KEYS[SHARED_KEYS + 1]) + n > max_pages
+-- Pages kept: paths with a raw field (see the cap below).
+local kept_pages = tonumber(redis.call('HGET', totals, 'pages') or '0')
+local added_pages = 0
 
 local out = {}
 local raw_count, counted = 0, 0
@@ -59,7 +61,7 @@ local per_hour, per_referrer, uniques = {}, {}, {}
 local highest_seq, rate_used = 0, false
 
 local function answer(ok, reason, pages_key, path)
-  local page_hits = tonumber(redis.call('ZSCORE', pages_key, path) or '0')
+  local page_hits = tonumber(redis.call('HGET', pages_key, path) or '0')
   for _, v in ipairs({ok, reason, page_hits, site_hits + counted, path}) do out[#out + 1] = v end
 end
 
@@ -85,20 +87,28 @@ for i = 1, n do
       answer(0, 'rate_limited', pages_key, path)
     else
       -- A site keeps at most max_pages distinct pages; the rest share one overflow page.
-      if near_cap and not redis.call('ZSCORE', pages_key, path) and redis.call('ZCARD', pages_key) >= max_pages then
+      -- A page is kept once it has a raw field (an import may give it 0 raw hits, so
+      -- a raw count of 1 does not mean a new page).
+      local new_page = redis.call('HEXISTS', raw_key, path) == 0
+      if new_page and kept_pages >= max_pages then
         path = other
+        pages_key, raw_key, page_day_key = KEYS[7], KEYS[8], KEYS[9]
+        new_page = redis.call('HEXISTS', raw_key, path) == 0
       end
       redis.call('HINCRBY', raw_key, path, 1)
+      if new_page then
+        kept_pages = kept_pages + 1
+        added_pages = added_pages + 1
+      end
       raw_count = raw_count + 1
       if window > 0 and not redis.call('SET', seen_key, '1', 'NX', 'EX', window) then
         answer(0, 'duplicate', pages_key, path)
       else
         counted = counted + 1
-        local page_hits = redis.call('ZINCRBY', pages_key, 1, path)
+        local page_hits = redis.call('HINCRBY', pages_key, path, 1)
         if tonumber(redis.call('ZINCRBY', page_day_key, 1, path)) == 1 then
-          -- This page's first hit of the day (maybe the day key's first): keep it the
-          -- retention period from about now.
-          redis.call('EXPIRE', page_day_key, retention)
+          -- The path's first hit of the day, maybe its bucket's first: expire it once.
+          redis.call('EXPIRE', page_day_key, retention, 'NX')
         end
         per_hour[hour] = (per_hour[hour] or 0) + 1
         uniques[#uniques + 1] = visitor
@@ -118,6 +128,7 @@ if highest_seq > 0 and writer ~= '' then
   end
 end
 if rate_used then redis.call('EXPIRE', rate, 120) end
+if added_pages > 0 then redis.call('HINCRBY', totals, 'pages', added_pages) end
 if raw_count > 0 then
   redis.call('HINCRBY', totals, 'raw', raw_count)
   if redis.call('HINCRBY', day, 'raw', raw_count) == raw_count then redis.call('EXPIRE', day, retention) end

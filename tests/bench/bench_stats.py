@@ -4,12 +4,13 @@ Not a test: run it by hand and read the figures.
 
     .venv/bin/python -m tests.bench.bench_stats [--repeat 40] [--pages 1000 100000]
 
-Each site gets 30 days of data shaped as the hit script writes it: the all-time pages
-zset, raw hash and totals; and per day the day hash (hits, raw, 24 hour fields, drops),
-a page-day zset holding a tenth of the site's pages (so 30 days touch ~96% of them;
-scores flat random, or Zipf-like with --shape zipf), a
-HyperLogLog of visitors and a referrer zset. Every request goes through the Flask app
-(routing, auth, JSON), so the figures are what a client sees minus the network.
+Each site gets 30 days of data, written by the store's own writers (an import's), so in
+the keys the hit script keeps: the all-time pages and raw hits (page buckets) and
+totals; and per day the day hash (hits, raw, 24 hour fields, drops), the page-day
+buckets holding a tenth of the site's pages (so 30 days touch ~96% of them; scores flat
+random, or Zipf-like with --shape zipf), a HyperLogLog of visitors and a referrer zset.
+Every request goes through the Flask app (routing, auth, JSON), so the figures are what a
+client sees minus the network.
 
 Two tables: "cold", with the sum of the range's past days never kept (every request
 runs ZUNIONSTORE over them), and "warm", with that sum kept (STATS_CACHE_SECONDS, an hour
@@ -28,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hitcounter import create_app
-from hitcounter.store import Keys
+from hitcounter.store import DayRestore, Store
 from tests.conftest import ADMIN, ADMIN_TOKEN, add_site, spawn_redis
 
 DAYS = 30
@@ -53,34 +54,32 @@ def day_score(rank: int, shape: str, rng: random.Random) -> int:
 
 
 def seed(client: object, site: str, pages: int, rng: random.Random, shape: str) -> None:
-    """Write a site's keys as 30 days of hits would have left them."""
-    keys = Keys()
+    """Write a site's keys as 30 days of hits would have left them, with the store's writers."""
+    store = Store(client)
     paths = [f"/post/{n:06d}/" for n in range(pages)]
     today = datetime.now(UTC).date()
-    pipe = client.pipeline(transaction=False)  # type: ignore[attr-defined]
     for start in range(0, pages, 5000):
         chunk = paths[start : start + 5000]
-        pipe.zadd(keys.pages(site), {p: rng.randint(1, 5000) for p in chunk})
-        pipe.hset(keys.raw(site), mapping={p: rng.randint(1, 6000) for p in chunk})
-        pipe.execute()
-    pipe.hset(keys.totals(site), mapping={"hits": 10**7, "raw": 12 * 10**6})
+        hits = [rng.randint(1, 5000) for _ in chunk]
+        raws = [rng.randint(1, 6000) for _ in chunk]
+        store.set_pages(site, list(zip(chunk, hits, raws, strict=True)))
+    store.set_totals(site, 10**7, 12 * 10**6)
     per_day = max(1, int(pages * DAY_SHARE))
+    expire_at = int(time.time()) + 400 * 86400
     for offset in range(DAYS):
         day = (today - timedelta(days=offset)).isoformat()
         hours = {f"h:{h:02d}": rng.randint(0, 500) for h in range(24)}
-        pipe.hset(
-            keys.day(site, day),
-            mapping={"hits": sum(hours.values()), "raw": sum(hours.values()) + 99, "drop:bot": 7}
-            | hours,
-        )
+        fields = {"hits": sum(hours.values()), "raw": sum(hours.values()) + 99, "drop:bot": 7}
         sample = rng.sample(range(pages), per_day)
-        for start in range(0, per_day, 5000):
-            chunk = sample[start : start + 5000]
-            scores = {paths[rank]: day_score(rank, shape, rng) for rank in chunk}
-            pipe.zadd(keys.page_day(site, day), scores)
-        pipe.pfadd(keys.visitors(site, day), *[f"v{day}{n}" for n in range(2000)])
-        pipe.zadd(keys.referrers(site, day), {f"ref{n}.example": n for n in range(50)})
-        pipe.execute()
+        restore = DayRestore(
+            fields=fields | hours,
+            pages={paths[rank]: day_score(rank, shape, rng) for rank in sample},
+            referrers={f"ref{n}.example": n for n in range(50)},
+            visitors=2000,
+            hll=None,
+            expire_at=expire_at,
+        )
+        store.restore_day(site, day, restore)
 
 
 def measure(client: object, url: str, repeat: int) -> tuple[float, float]:

@@ -1,6 +1,7 @@
 """The hitcounter benchmark: one command, its baselines in the same run, ratios reported.
 
     .venv/bin/python -m tests.bench.run [--seconds 10] [--out tests/bench/results/latest.json]
+    .venv/bin/python -m tests.bench.run --memory-only   # Redis memory per page, in seconds
 
 It spawns its own redis-server and gunicorn servers on loopback (the project's gunicorn
 configuration for all three apps), drives them with wrk for a bounded time, and reads
@@ -238,28 +239,37 @@ def measure_load(
 
 
 def measure_memory(redis_server: RedisServer) -> dict[str, float]:
-    """Memory per distinct page (all time) and per page-day, written as hit.lua writes them."""
-    from hitcounter.store import Keys
+    """Memory per distinct page (all time) and per page-day of a realistic site.
+
+    10,000 pages with blog-like paths, and 365 days of 1,000 pages each, written by the
+    store's own writers (those of an import: `Store.set_pages`, `Store.restore_day`),
+    which put every path in the keys the hit script puts it in: the figure follows the
+    layout the app keeps.
+    """
+    from hitcounter.store import DayRestore, Store
 
     client = redis_server.client()
     client.flushall()
-    keys = Keys()
+    store = Store(client)
+    # Load the store's scripts first: Redis's script cache is memory too, but not per page.
+    store.set_pages("warmup", [("/", 1, 1)])
     pages = [f"/blog/2026/{n:05d}-a-post-title" for n in range(10_000)]
     base = client.info("memory")["used_memory"]
-    pipe = client.pipeline(transaction=False)
-    for i, page in enumerate(pages):
-        pipe.zincrby(keys.pages("mem"), i + 1, page)
-        pipe.hincrby(keys.raw("mem"), page, i + 1)
-    pipe.execute()
+    rows = [(page, n + 1, n + 1) for n, page in enumerate(pages)]
+    for start in range(0, len(rows), 1000):
+        store.set_pages("mem", rows[start : start + 1000])
     after_pages = client.info("memory")["used_memory"]
     page_days = 0
+    expire_at = int(time.time()) + 400 * 86400
     for day in range(365):
         date = f"2026-{1 + day // 31:02d}-{1 + day % 31:02d}"
-        pipe = client.pipeline(transaction=False)
-        for page in pages[(day * 37) % 9000 : (day * 37) % 9000 + 1000]:
-            pipe.zincrby(keys.page_day("mem", date), 3, page)
-            page_days += 1
-        pipe.execute()
+        chosen = pages[(day * 37) % 9000 : (day * 37) % 9000 + 1000]
+        restore = DayRestore(
+            fields={}, pages=dict.fromkeys(chosen, 3), referrers={}, visitors=0, hll=None,
+            expire_at=expire_at,
+        )  # fmt: skip
+        store.restore_day("mem", date, restore)
+        page_days += len(chosen)
     after_days = client.info("memory")["used_memory"]
     return {
         "bytes_per_page": (after_pages - base) / len(pages),
@@ -279,7 +289,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--out", default=str(HERE / "results" / "latest.json"))
     parser.add_argument("--only", nargs="*", default=list(APPS))
+    parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="Measure only Redis memory per page and page-day (no wrk, nothing written).",
+    )
     args = parser.parse_args()
+    if args.memory_only:
+        print(json.dumps(memory_only(), indent=2))
+        return
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "seconds": args.seconds}
@@ -298,6 +316,16 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(table(results))
+
+
+def memory_only() -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="hitcounter-bench-") as directory:
+        redis_server = RedisServer(Path(directory))
+        redis_server.start()
+        try:
+            return measure_memory(redis_server)
+        finally:
+            redis_server.stop()
 
 
 def add_ratios(results: dict[str, Any]) -> None:

@@ -73,7 +73,7 @@ def test_a_view_is_counted_shown_and_the_next_view_shows_the_next_number(
 def test_counts_are_formatted_for_the_readers_locale(
     browser: Any, pages: Pages, counter: str, fake_store: Store, locale: str, shown: str
 ) -> None:
-    fake_store.redis.zadd(fake_store.keys.pages("blog"), {"/": 1234})
+    fake_store.set_pages("blog", [("/", 1234, 1234)])
     fake_store.redis.hset(fake_store.keys.totals("blog"), "hits", 1234)
     pages.show(embed_page(counter))
     context = browser.new_context(user_agent=BROWSER_UA, locale=locale)

@@ -192,7 +192,8 @@ def test_a_primary_dies_under_load(
     stored = {
         (name, path.decode()): int(hits)
         for name in names
-        for path, hits in db.zrange(keys.pages(name), 0, -1, withscores=True)
+        for key in keys.all_pages(name)
+        for path, hits in db.hgetall(key).items()
     }
     lost: Counter[str] = Counter()
     for page in pages:

@@ -50,7 +50,7 @@ IMAGES = """() => [...document.images].map((img) => {
 @pytest.fixture
 def server(app: Flask, fake_store: Store, live_server: LiveServer) -> LiveServer:
     add_site(app.test_client(), "demo", domains=["localhost"], dedupe_seconds=0)
-    fake_store.redis.zadd(fake_store.keys.pages("demo"), {WIDE_PATH: WIDE_COUNT})
+    fake_store.set_pages("demo", [(WIDE_PATH, WIDE_COUNT, WIDE_COUNT)])
     return live_server
 
 

@@ -191,7 +191,7 @@ def test_image_proxies_skip_the_rate_limit(
 
 def seed(store: Store, site: str, path: str, hits: int) -> None:
     """Give a page a starting count, as an import would."""
-    store.redis.zadd(store.keys.pages(site), {path: hits})
+    store.set_pages(site, [(path, hits, hits)])
 
 
 @pytest.mark.parametrize(

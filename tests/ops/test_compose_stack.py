@@ -162,7 +162,7 @@ def test_hits_are_counted_end_to_end_and_metrics_sum_the_workers(stack: Stack) -
         counts = json.loads(body)
         assert status == 200 and counts["hits"] == hits // pages
         assert counts["site_hits"] == hits
-    assert site_totals(server, "docs") == {"hits": hits, "raw": hits}
+    assert site_totals(server, "docs") == {"hits": hits, "raw": hits, "pages": pages}
 
     metrics = scrape(app)
 
@@ -219,7 +219,7 @@ def test_readyz_follows_redis_down_and_back(stack: Stack) -> None:
     deadline = time.monotonic() + 10
     while site_totals(server, "docs")["hits"] < kept and time.monotonic() < deadline:
         time.sleep(0.1)  # a spooled hit is replayed within a second or so
-    assert site_totals(server, "docs") == {"hits": kept, "raw": kept}
+    assert site_totals(server, "docs") == {"hits": kept, "raw": kept, "pages": 1}
     status, body = get(app.url + "/api/v1/sites/docs/count?path=/")
     assert status == 200 and json.loads(body)["hits"] == kept
     assert app.terminate() == 0
@@ -292,6 +292,7 @@ def test_sigterm_under_load_answers_and_counts_every_accepted_hit(stack: Stack) 
         assert all(when >= sigterm_at[0] for when, _ in client.failures), client.failures
     # Every hit that was answered was counted, and nothing else was.
     after = sum(c.answered_after_sigterm for c in clients)
-    assert site_totals(stack.redis, "load") == {"hits": answered[200], "raw": answered[200]}, (
+    totals = site_totals(stack.redis, "load")
+    assert totals == {"hits": answered[200], "raw": answered[200], "pages": len(clients)}, (
         f"{answered[200]} answered, {after} of them sent after SIGTERM"
     )

@@ -38,8 +38,9 @@ def pages(raw: str) -> str | None:
 def every_key(site: str, path: str, visitor: str, day: str, minute: int) -> list[str]:
     k = Keys()
     return [
-        k.site_settings(site), k.pages(site), k.raw(site), k.totals(site), k.day(site, day),
-        k.page_day(site, day), k.visitors(site, day), k.referrers(site, day),
+        k.site_settings(site), k.pages_of(site, path), k.raw_of(site, path), k.totals(site),
+        k.day(site, day), k.page_day_of(site, day, path), k.visitors(site, day),
+        k.referrers(site, day),
         k.seen(site, visitor, path), k.rate(site, minute), k.applied(site, day),
         k.union(site, "referrers", day, day), k.union_pointer(site, "referrers"),
     ]  # fmt: skip
@@ -120,15 +121,14 @@ def test_a_flood_of_random_paths_stays_at_the_page_cap(redis_server: RedisServer
     k = Keys()
     day = datetime.now(UTC).date().isoformat()
     assert counted == 100_000
-    assert db.zcard(k.pages("flood")) == 10_001  # the cap, plus "(other)"
-    assert db.hlen(k.raw("flood")) == 10_001
-    assert db.zcard(k.page_day("flood", day)) == 10_001
-    assert int(db.zscore(k.pages("flood"), "(other)")) == 90_000
+    all_time, raws, page_days = k.all_pages("flood"), k.all_raw("flood"), k.page_days("flood", day)
+    assert sum(db.hlen(key) for key in all_time) == 10_001  # the cap, plus "(other)"
+    assert sum(db.hlen(key) for key in raws) == 10_001
+    assert int(db.hget(k.totals("flood"), "pages")) == 10_001
+    assert sum(db.zcard(key) for key in page_days) == 10_001
+    assert int(db.hget(k.pages_of("flood", "(other)"), "(other)")) == 90_000
     used = int(db.info("memory")["used_memory"]) - before
-    capped = sum(
-        int(db.memory_usage(key) or 0)
-        for key in (k.pages("flood"), k.raw("flood"), k.page_day("flood", day))
-    )
+    capped = sum(int(db.memory_usage(key) or 0) for key in [*all_time, *raws, *page_days])
     # The rest is mostly dedupe markers and rate counters, which expire (30 min, 60 s).
     print(f"flood: {used / 2**20:.1f} MiB in all, {capped / 2**20:.1f} MiB kept for good")
     assert used < FLOOD_MEMORY_BOUND
@@ -151,6 +151,6 @@ def test_one_client_hammering_one_page_stays_within_the_rate_limit(
     assert reasons.count("rate_limited") == 940
     db = redis_server.client()
     k = Keys()
-    assert int(db.zscore(k.pages("flood"), "/same")) == 60
+    assert int(db.hget(k.pages_of("flood", "/same"), "/same")) == 60
     day = db.hgetall(k.day("flood", now.date().isoformat()))
     assert (int(day[b"hits"]), int(day[b"drop:rate_limited"])) == (60, 940)

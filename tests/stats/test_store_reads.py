@@ -7,7 +7,7 @@ import random
 import fakeredis
 import pytest
 
-from hitcounter.store import KEPT_UNIONS, Store
+from hitcounter.store import KEPT_UNIONS, Part, Store
 
 
 def brute_force(store: Store, keys: list[str]) -> list[tuple[str, int]]:
@@ -19,33 +19,55 @@ def brute_force(store: Store, keys: list[str]) -> list[tuple[str, int]]:
     return [(m.decode(), int(sums[m])) for m in ranked]
 
 
-@pytest.mark.parametrize("seed", range(12))
+def random_parts(store: Store, rng: random.Random) -> list[Part]:
+    """Two to four parts, each one zset or the buckets of one day, written at random."""
+    members = [f"/p{n}" for n in range(rng.choice([5, 150, 700]))]
+    parts: list[Part] = []
+    for n in range(rng.randint(2, 4)):
+        chosen = rng.sample(members, rng.randint(0, len(members)))
+        # Few distinct scores: many ties, and a flat spread that makes the algorithm dig.
+        scores = {m: rng.choice([1, 2, 3, rng.randint(1, 500)]) for m in chosen}
+        if rng.random() < 0.5:
+            part = Part((f"z{n}",))
+        else:
+            part = Part(tuple(store.keys.page_days("s", f"2026-01-0{n + 1}")), bucketed=True)
+        for member, score in scores.items():
+            store.redis.zadd(part.key_of(member), {member: score})
+        parts.append(part)
+    return parts
+
+
+@pytest.mark.parametrize("seed", range(24))
 def test_ranked_sum_matches_a_full_union(seed: int) -> None:
     rng = random.Random(seed)
     store = Store(fakeredis.FakeRedis())
-    keys = [f"z{n}" for n in range(rng.randint(2, 4))]
-    members = [f"/p{n}" for n in range(rng.choice([5, 150, 700]))]
-    for key in keys:
-        chosen = rng.sample(members, rng.randint(0, len(members)))
-        # Few distinct scores: many ties, and a flat spread that makes the algorithm dig.
-        if chosen:
-            store.redis.zadd(key, {m: rng.choice([1, 2, 3, rng.randint(1, 500)]) for m in chosen})
+    parts = random_parts(store, rng)
+    keys = [key for part in parts for key in part.keys]
     expected = brute_force(store, keys)
     # ZUNIONSTORE orders ties as the brute force does: the reference is Redis's own order.
     store.redis.zunionstore("all", keys)
     assert expected == [
         (m.decode(), int(s)) for m, s in store.redis.zrevrange("all", 0, -1, withscores=True)
     ]
-    for offset, limit in [(0, 10), (0, 1), (3, 7), (95, 20), (0, 1000), (len(expected), 5)]:
-        assert store._top_of_sum(keys, offset, limit) == expected[offset : offset + limit]
-    assert store._distinct(keys) == len(expected)
+    slices = [(0, 10), (0, 1), (3, 7), (95, 20), (0, 1000), (len(expected), 5)]
+    for offset, limit in slices:
+        assert store._top_of_sum(parts, offset, limit) == expected[offset : offset + limit]
+    assert store._distinct(parts) == len(expected)
+    # One part alone (one zset, or one day's buckets: merged, not summed).
+    for part in parts:
+        alone = brute_force(store, list(part.keys))
+        assert store._distinct([part]) == len(alone)
+        for offset, limit in slices:
+            want = (len(alone), alone[offset : offset + limit])
+            assert store._top([part], offset, limit) == want
 
 
 def test_range_reads_keep_only_a_few_unions() -> None:
     store = Store(fakeredis.FakeRedis())
     days = [f"2026-01-{n:02d}" for n in range(1, 21)]
     for day in days:
-        store.redis.zadd(store.keys.page_day("s", day), {"/a": 1, f"/{day}": 2})
+        for path, hits in {"/a": 1, f"/{day}": 2}.items():
+            store.redis.zadd(store.keys.page_day_of("s", day, path), {path: hits})
     for start in range(10):
         total, rows = store.top_pages("s", days[start:], 0, 3, today="2026-01-20", cache_seconds=60)
         assert total == len(days) - start + 1
