@@ -123,6 +123,12 @@ class Keys:
         """The page-day bucket (0 to DAY_BUCKETS - 1) of a path (str, or UTF-8 bytes)."""
         return cls._crc(path) % cls.DAY_BUCKETS
 
+    @classmethod
+    def buckets(cls, path: str | bytes) -> tuple[int, int]:
+        """A path's page bucket and day bucket (one CRC for both, on the hit path)."""
+        crc = cls._crc(path)
+        return crc % cls.PAGE_BUCKETS, crc % cls.DAY_BUCKETS
+
     def pages(self, site: str, bucket: int) -> str:
         return f"{self._site(site)}:pages:{bucket}"
 
@@ -287,6 +293,7 @@ def _text(value: Any) -> str:
 # args: 0 path, 1 referring host, 2 visitor, 3 dedupe window, 4 rate limit, 5 max pages,
 #       6 retention, 7 hour, 8 overflow page, 9 writer, 10 applied TTL, 11 sequence number
 HitCall = tuple[list[str], list[Any]]
+_OTHER_BUCKETS = Keys.buckets(OTHER_PAGE)
 ScriptCall = tuple[list[Any], list[Any], int]  # keys, args, number of hits
 _SHARED_KEYS = (2, 3, 5, 6, 8, 9, 10, 11, 12)
 _HIT_KEYS = (0, 1, 4, 7)
@@ -496,21 +503,23 @@ class Store:
         k = self.keys
         spool = self._spool
         writer = spool.writer if spool is not None else ""
+        site, day = write.site, write.day
+        page_bucket, day_bucket = k.buckets(write.path)
         keys = [
-            k.pages_of(write.site, write.path),
-            k.raw_of(write.site, write.path),
-            k.totals(write.site),
-            k.day(write.site, write.day),
-            k.page_day_of(write.site, write.day, write.path),
-            k.visitors(write.site, write.day),
-            k.referrers(write.site, write.day),
-            k.seen(write.site, write.visitor, write.path),
-            k.rate(write.site, write.minute),
-            k.applied(write.site, writer_day(writer) if writer else "none"),
+            k.pages(site, page_bucket),
+            k.raw(site, page_bucket),
+            k.totals(site),
+            k.day(site, day),
+            k.page_day(site, day, day_bucket),
+            k.visitors(site, day),
+            k.referrers(site, day),
+            k.seen(site, write.visitor, write.path),
+            k.rate(site, write.minute),
+            k.applied(site, writer_day(writer) if writer else "none"),
             # Where the path goes past the page cap: the overflow page's buckets.
-            k.pages_of(write.site, OTHER_PAGE),
-            k.raw_of(write.site, OTHER_PAGE),
-            k.page_day_of(write.site, write.day, OTHER_PAGE),
+            k.pages(site, _OTHER_BUCKETS[0]),
+            k.raw(site, _OTHER_BUCKETS[0]),
+            k.page_day(site, day, _OTHER_BUCKETS[1]),
         ]
         args = [
             write.path,
