@@ -1,6 +1,6 @@
 """The hitcounter benchmark: one command, its baselines in the same run, ratios reported.
 
-    .venv/bin/python -m tests.bench.run [--seconds 10] [--out tests/bench/results/latest.json]
+    .venv/bin/python -m tests.bench.run [--seconds 10] [--rounds 3] [--out FILE.json]
     .venv/bin/python -m tests.bench.run --memory-only   # Redis memory per page, in seconds
 
 It spawns its own redis-server and gunicorn servers on loopback (the project's gunicorn
@@ -16,7 +16,8 @@ server CPU time (app processes plus Redis) from /proc around each run. Figures:
 - stats API latency for sites of 1,000 and 100,000 pages;
 - the snippet's gzipped size.
 
-Throughput swings on a shared machine; CPU per hit is the steadier figure.
+The apps take turns for --rounds rounds and each figure is the median of its rounds:
+throughput swings on a shared machine; CPU per hit is the steadier figure.
 """
 
 from __future__ import annotations
@@ -301,6 +302,7 @@ def snippet_gzip_bytes() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--out", default=str(HERE / "results" / "latest.json"))
     parser.add_argument("--only", nargs="*", default=list(APPS))
@@ -320,9 +322,20 @@ def main() -> None:
         redis_server = RedisServer(Path(directory))
         redis_server.start()
         try:
-            for name in args.only:
-                print(f"measuring {name} ...", file=sys.stderr)
-                results[name] = measure_load(name, redis_server, args.seconds, args.workers)
+            rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in args.only}
+            # The apps take turns, round after round, so a slow spell of the machine
+            # falls on all of them; each figure is the median of its rounds.
+            for round_number in range(1, args.rounds + 1):
+                for name in args.only:
+                    print(f"round {round_number}: measuring {name} ...", file=sys.stderr)
+                    rounds[name].append(
+                        measure_load(name, redis_server, args.seconds, args.workers)
+                    )
+            for name, measured in rounds.items():
+                results[name] = {
+                    key: statistics.median(m[key] for m in measured) for key in measured[0]
+                }
+                results[name]["rounds"] = measured
             results["memory"] = measure_memory(redis_server)
         finally:
             redis_server.stop()
