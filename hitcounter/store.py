@@ -294,6 +294,7 @@ def _text(value: Any) -> str:
 #       6 retention, 7 hour, 8 overflow page, 9 writer, 10 applied TTL, 11 sequence number
 HitCall = tuple[list[str], list[Any]]
 _OTHER_BUCKETS = Keys.buckets(OTHER_PAGE)
+HIT_KEY_COUNT, HIT_ARG_COUNT = 13, 12  # as sent, with the sequence number
 ScriptCall = tuple[list[Any], list[Any], int]  # keys, args, number of hits
 _SHARED_KEYS = (2, 3, 5, 6, 8, 9, 10, 11, 12)
 _HIT_KEYS = (0, 1, 4, 7)
@@ -661,7 +662,26 @@ class Store:
 
     @wrap_redis_errors
     def _replay_hits(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
-        """Send spooled hits again, in order, with their own writer ids and numbers."""
+        """Send spooled hits again, in order, with their own writer ids and numbers.
+
+        A hit spooled in another layout (an older version's) gets an error result: the
+        replayer skips it and counts it as failed rather than stopping on it.
+        """
+        results: list[Any] = [
+            ValueError("a spooled hit in another version's layout") for _ in calls
+        ]
+        fitting = [
+            i
+            for i, (keys, args) in enumerate(calls)
+            if len(keys) == HIT_KEY_COUNT and len(args) == HIT_ARG_COUNT
+        ]
+        if fitting:
+            sent = self._replay_fitting([calls[i] for i in fitting])
+            for i, result in zip(fitting, sent, strict=True):
+                results[i] = result
+        return results
+
+    def _replay_fitting(self, calls: Sequence[HitCall]) -> list[Any]:
         if self.is_cluster:
             return self._send_batch(calls)
         # Load the script in the same round trip: after a restart Redis has lost it, and

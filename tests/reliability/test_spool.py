@@ -258,3 +258,19 @@ def test_spooled_hits_replay_once_on_every_backend(
     assert totals(store) == 4
     assert store.record_hit(write("/d")).counted  # sent directly again
     assert totals(store) == 5
+
+
+def test_a_hit_spooled_in_another_layout_is_skipped_not_stuck(tmp_path: Path) -> None:
+    # What an older version spooled (ten keys), then a hit of this version, both waiting.
+    store, _ = spooled_store(tmp_path)
+    assert store._spool is not None and store._replayer is not None
+    old_layout = (["hc:{blog}:pages"] * 10, ["/old", "", "v1", 0, 0, 100, 3600, "03"])
+    keys, args = store._hit_call(write("/new"))
+    failed = metric("hitcounter_spool_replayed_total", result="failed")
+    applied = metric("hitcounter_spool_replayed_total", result="applied")
+    store._spool.append([old_layout, (keys, [*args, 1])])
+    store._replayer.wake()
+    drained(store)
+    assert totals(store) == 1
+    assert metric("hitcounter_spool_replayed_total", result="failed") == failed + 1
+    assert metric("hitcounter_spool_replayed_total", result="applied") == applied + 1
