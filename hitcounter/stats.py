@@ -147,8 +147,9 @@ def top_pages(
     cache_seconds: int = DEFAULT_CACHE_SECONDS,
 ) -> dict[str, Any]:
     """Pages by counted hits in the range, descending, one slice of them."""
-    total, rows = store.top_pages(
+    total, rows = store.top(
         site.name,
+        "pages",
         span.days,
         offset,
         limit,
@@ -174,8 +175,14 @@ def top_referrers(
     cache_seconds: int = DEFAULT_CACHE_SECONDS,
 ) -> dict[str, Any]:
     """Referring hosts by counted hits in the range, descending."""
-    total, rows = store.top_referrers(
-        site.name, span.days, 0, limit, today=today(site).isoformat(), cache_seconds=cache_seconds
+    total, rows = store.top(
+        site.name,
+        "referrers",
+        span.days,
+        0,
+        limit,
+        today=today(site).isoformat(),
+        cache_seconds=cache_seconds,
     )
     return {
         "site": site.name,

@@ -294,18 +294,15 @@ def _text(value: Any) -> str:
 #       6 retention, 7 hour, 8 overflow page, 9 writer, 10 applied TTL, 11 sequence number
 HitCall = tuple[list[str], list[Any]]
 _OTHER_BUCKETS = Keys.buckets(OTHER_PAGE)
-HIT_KEY_COUNT, HIT_ARG_COUNT = 13, 12  # as sent, with the sequence number
 ScriptCall = tuple[list[Any], list[Any], int]  # keys, args, number of hits
 _SHARED_KEYS = (2, 3, 5, 6, 8, 9, 10, 11, 12)
 _HIT_KEYS = (0, 1, 4, 7)
 _SHARED_ARGS = (5, 6, 8, 9, 10)
 _HIT_ARGS = (0, 1, 2, 3, 4, 7, 11)
+# A hit as sent (with its sequence number): any other shape is another version's layout.
+HIT_KEY_COUNT = len(_SHARED_KEYS) + len(_HIT_KEYS)
+HIT_ARG_COUNT = len(_SHARED_ARGS) + len(_HIT_ARGS)
 MAX_HITS_PER_CALL = 64
-
-
-def _group_of(hit: HitCall) -> tuple[Any, ...]:
-    keys, args = hit
-    return tuple(keys[i] for i in _SHARED_KEYS) + tuple(args[i] for i in _SHARED_ARGS)
 
 
 def _grouped_order(hits: Sequence[HitCall]) -> list[int]:
@@ -321,21 +318,25 @@ def _grouped_order(hits: Sequence[HitCall]) -> list[int]:
 
 
 def _script_calls(hits: Sequence[HitCall]) -> list[ScriptCall]:
-    """One call of hits.lua per run of consecutive hits of one group (order is kept)."""
+    """One call of hits.lua per run of consecutive hits sharing their site, day, minute
+    and writer (order is kept)."""
     calls: list[ScriptCall] = []
-    previous: tuple[Any, ...] | None = None
-    for hit in hits:
-        group = _group_of(hit)
-        if group != previous or calls[-1][2] >= MAX_HITS_PER_CALL:
-            keys, args = hit
-            calls.append(([keys[i] for i in _SHARED_KEYS], [args[i] for i in _SHARED_ARGS], 0))
-            previous = group
-        keys, args = hit
+    shared: tuple[list[Any], list[Any]] | None = None
+    for keys, args in hits:
+        hit_shared = [keys[i] for i in _SHARED_KEYS], [args[i] for i in _SHARED_ARGS]
+        if hit_shared != shared or calls[-1][2] >= MAX_HITS_PER_CALL:
+            shared = hit_shared
+            calls.append(([*hit_shared[0]], [*hit_shared[1]], 0))
         call_keys, call_args, count = calls[-1]
         call_keys += [keys[i] for i in _HIT_KEYS]
         call_args += [args[i] for i in _HIT_ARGS]
         calls[-1] = (call_keys, call_args, count + 1)
     return calls
+
+
+def _pack(*command: Any) -> bytes:
+    """One command in Redis's protocol; hiredis packs in C (parts are str or int)."""
+    return hiredis.pack_command(command)
 
 
 def _hit_counts(result: Sequence[Any]) -> HitCounts:
@@ -459,6 +460,8 @@ class Store:
         # Hit numbers of this process's writer (see spool.py); no spool, no writer.
         self._sequence = itertools.count(1)
         self._spool: Spool | None = None
+        # The spool's writer id and the day in its applied key ("": no spool, no check).
+        self._writer, self._writer_day = "", "none"
         self._replayer: Replayer | None = None
         # How long a replayed hit is still recognised as applied (the applied hash's TTL).
         self.replay_seconds = 30 * 86400
@@ -475,6 +478,7 @@ class Store:
         """
         self.replay_seconds = int(replay_days * 86400)
         self._spool = spool
+        self._writer, self._writer_day = spool.writer, writer_day(spool.writer)
         self._replayer = Replayer(spool, self._replay_hits)
         if spool.adopt_orphans():
             self._replayer.wake()
@@ -492,7 +496,8 @@ class Store:
 
     @wrap_redis_errors
     def record_hits(self, writes: Sequence[HitWrite]) -> list[HitCounts]:
-        """Apply hits in this order as one batch, now (imports, tests, benchmarks)."""
+        """Apply hits in this order as one batch, now, without waiting for others (the
+        batching property test drives the script through this)."""
         results = self._send_hits([self._hit_call(write) for write in writes])
         for result in results:
             if isinstance(result, BaseException):
@@ -502,8 +507,6 @@ class Store:
     def _hit_call(self, write: HitWrite) -> HitCall:
         """One hit's keys and arguments (the layout is described above _script_calls)."""
         k = self.keys
-        spool = self._spool
-        writer = spool.writer if spool is not None else ""
         site, day = write.site, write.day
         page_bucket, day_bucket = k.buckets(write.path)
         keys = [
@@ -516,7 +519,7 @@ class Store:
             k.referrers(site, day),
             k.seen(site, write.visitor, write.path),
             k.rate(site, write.minute),
-            k.applied(site, writer_day(writer) if writer else "none"),
+            k.applied(site, self._writer_day),
             # Where the path goes past the page cap: the overflow page's buckets.
             k.pages(site, _OTHER_BUCKETS[0]),
             k.raw(site, _OTHER_BUCKETS[0]),
@@ -532,7 +535,7 @@ class Store:
             write.retention_seconds,
             f"{write.hour:02d}",
             OTHER_PAGE,
-            writer,
+            self._writer,
             self.replay_seconds,
             # The sequence number is added when the hit is sent.
         ]
@@ -631,13 +634,17 @@ class Store:
         except redis.exceptions.ResponseError as exc:
             return exc
 
-    def _evalsha_calls(self, calls: Sequence[ScriptCall]) -> list[Any]:
-        """Send script calls in one round trip on the hit connection; one reply each
-        (an error reply as its exception)."""
-        sha = self._hit_script.sha
-        # hiredis packs in C; keys and arguments are all str or int.
-        packed = [hiredis.pack_command(("EVALSHA", sha, len(k), *k, *a)) for k, a, _ in calls]
-        connection = self._hit_connection()
+    def _evalsha_calls(
+        self, calls: Sequence[ScriptCall], connection: Any = None, *, load: bool = False
+    ) -> list[Any]:
+        """Send script calls in one round trip, on the hit connection unless another is
+        given; one reply each (an error reply as its exception). With `load`, the script
+        is loaded first in the same round trip."""
+        script = self._hit_script
+        packed = [_pack("SCRIPT", "LOAD", script.script)] if load else []
+        packed += [_pack("EVALSHA", script.sha, len(k), *k, *a) for k, a, _ in calls]
+        if connection is None:
+            connection = self._hit_connection()
         replies: list[Any] = []
         try:
             connection.send_packed_command(packed)
@@ -650,7 +657,7 @@ class Store:
             # Replies may still be on their way: never let the next batch read them.
             connection.disconnect()
             raise
-        return replies
+        return replies[1:] if load else replies
 
     def _hit_connection(self) -> Any:
         """The connection this process sends hits on: batches never overlap (GroupCommit),
@@ -685,14 +692,15 @@ class Store:
         if self.is_cluster:
             return self._send_batch(calls)
         # Load the script in the same round trip: after a restart Redis has lost it, and
-        # a NOSCRIPT answer for some calls of a batch would break the order. Replays have
-        # a pipeline of their own: they run beside the hit connection's batches.
+        # a NOSCRIPT answer for some calls of a batch would break the order. Replays take
+        # a connection of the pool: they run beside the hit connection's batches.
         script_calls = _script_calls(calls)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.script_load(self._hit_script.script)
-        for keys, args, _ in script_calls:
-            pipe.evalsha(self._hit_script.sha, len(keys), *keys, *args)
-        return _per_hit(script_calls, list(pipe.execute(raise_on_error=False))[1:])
+        pool = self.redis.connection_pool
+        connection = pool.get_connection()
+        try:
+            return _per_hit(script_calls, self._evalsha_calls(script_calls, connection, load=True))
+        finally:
+            pool.release(connection)
 
     @wrap_redis_errors
     def record_drop(self, site: str, day: str, reason: str, retention_seconds: int) -> None:
@@ -831,9 +839,10 @@ class Store:
         return [int(score or 0) for score in pipe.execute()]
 
     @wrap_redis_errors
-    def top_pages(
+    def top(
         self,
         site: str,
+        kind: str,
         days: Sequence[str],
         offset: int,
         limit: int,
@@ -841,23 +850,9 @@ class Store:
         today: str,
         cache_seconds: int = 0,
     ) -> tuple[int, list[tuple[str, int]]]:
-        """Return the number of pages hit in the days and one slice of them by hits."""
-        return self._top(self._parts(site, "pages", days, today, cache_seconds), offset, limit)
-
-    @wrap_redis_errors
-    def top_referrers(
-        self,
-        site: str,
-        days: Sequence[str],
-        offset: int,
-        limit: int,
-        *,
-        today: str,
-        cache_seconds: int = 0,
-    ) -> tuple[int, list[tuple[str, int]]]:
-        """Return the number of referring hosts in the days and the top ones by hits."""
-        parts = self._parts(site, "referrers", days, today, cache_seconds)
-        return self._top(parts, offset, limit)
+        """Return how many pages (kind "pages") or referring hosts ("referrers") had hits
+        in the days, and one slice of them by hits."""
+        return self._top(self._parts(site, kind, days, today, cache_seconds), offset, limit)
 
     # Summing a range's day zsets with ZUNIONSTORE costs time in proportion to all their
     # members (about 140 ms for 30 days of 10,000 pages each), however few rows are read.

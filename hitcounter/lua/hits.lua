@@ -52,17 +52,22 @@ if writer ~= '' then
   last_applied = tonumber(redis.call('HGET', applied, writer) or '0')
 end
 -- Pages kept: paths with a raw field (see the cap below).
-local kept_pages = tonumber(redis.call('HGET', totals, 'pages') or '0')
-local added_pages = 0
+local pages_before = tonumber(redis.call('HGET', totals, 'pages') or '0')
+local kept_pages = pages_before
 
 local out = {}
 local raw_count, counted = 0, 0
 local per_hour, per_referrer, uniques = {}, {}, {}
 local highest_seq, rate_used = 0, false
 
-local function answer(ok, reason, pages_key, path)
-  local page_hits = tonumber(redis.call('HGET', pages_key, path) or '0')
+-- One hit's five return values; site hits as they stand after it.
+local function push(ok, reason, page_hits, path)
   for _, v in ipairs({ok, reason, page_hits, site_hits + counted, path}) do out[#out + 1] = v end
+end
+
+-- A hit not counted: its page's hits as they stand.
+local function answer(ok, reason, pages_key, path)
+  push(ok, reason, tonumber(redis.call('HGET', pages_key, path) or '0'), path)
 end
 
 for i = 1, n do
@@ -98,7 +103,6 @@ for i = 1, n do
       redis.call('HINCRBY', raw_key, path, 1)
       if new_page then
         kept_pages = kept_pages + 1
-        added_pages = added_pages + 1
       end
       raw_count = raw_count + 1
       if window > 0 and not redis.call('SET', seen_key, '1', 'NX', 'EX', window) then
@@ -113,7 +117,7 @@ for i = 1, n do
         per_hour[hour] = (per_hour[hour] or 0) + 1
         uniques[#uniques + 1] = visitor
         if ref ~= '' then per_referrer[ref] = (per_referrer[ref] or 0) + 1 end
-        for _, v in ipairs({1, '', tonumber(page_hits), site_hits + counted, path}) do out[#out + 1] = v end
+        push(1, '', tonumber(page_hits), path)
       end
     end
   end
@@ -128,7 +132,9 @@ if highest_seq > 0 and writer ~= '' then
   end
 end
 if rate_used then redis.call('EXPIRE', rate, 120) end
-if added_pages > 0 then redis.call('HINCRBY', totals, 'pages', added_pages) end
+if kept_pages > pages_before then
+  redis.call('HINCRBY', totals, 'pages', kept_pages - pages_before)
+end
 if raw_count > 0 then
   redis.call('HINCRBY', totals, 'raw', raw_count)
   if redis.call('HINCRBY', day, 'raw', raw_count) == raw_count then redis.call('EXPIRE', day, retention) end

@@ -183,8 +183,8 @@ def check_reads_against_a_tally(store: Store, rng: random.Random) -> None:
                 span = days[first : last + 1]
                 want = expected(span)
                 for offset, limit in [(0, 10), (5, 50), (0, 1000)]:
-                    got = store.top_pages(
-                        "blog", span, offset, limit, today=today, cache_seconds=60
+                    got = store.top(
+                        "blog", "pages", span, offset, limit, today=today, cache_seconds=60
                     )
                     assert got == (len(want), want[offset : offset + limit]), (today, span)
                 summary = store.range_summary("blog", span, today=today, cache_seconds=60)

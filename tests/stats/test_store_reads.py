@@ -69,7 +69,9 @@ def test_range_reads_keep_only_a_few_unions() -> None:
         for path, hits in {"/a": 1, f"/{day}": 2}.items():
             store.redis.zadd(store.keys.page_day_of("s", day, path), {path: hits})
     for start in range(10):
-        total, rows = store.top_pages("s", days[start:], 0, 3, today="2026-01-20", cache_seconds=60)
+        total, rows = store.top(
+            "s", "pages", days[start:], 0, 3, today="2026-01-20", cache_seconds=60
+        )
         assert total == len(days) - start + 1
         assert rows[0] == ("/a", len(days) - start)
     unions = [k for k in store.redis.keys("*union:pages:*") if store.redis.ttl(k) > 2]
