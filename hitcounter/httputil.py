@@ -14,7 +14,7 @@ from flask import Response, current_app, request
 
 from hitcounter.config import trusted_networks
 from hitcounter.hits import HitRequest
-from hitcounter.inputs import IPNetwork, client_ip, host_allowed, host_of
+from hitcounter.inputs import TrustedProxies, client_ip, host_allowed, host_of
 from hitcounter.sites import Site
 
 NO_CACHE_HEADERS = {
@@ -26,14 +26,14 @@ PREFETCH_HEADERS = ("HTTP_SEC_PURPOSE", "HTTP_PURPOSE", "HTTP_X_PURPOSE", "HTTP_
 
 
 @lru_cache(maxsize=8)
-def trusted_proxies(setting: str) -> tuple[IPNetwork, ...]:
+def trusted_proxies(setting: str) -> TrustedProxies:
     """The parsed TRUSTED_PROXIES setting (parsed once per distinct value)."""
-    return tuple(trusted_networks(setting))
+    return TrustedProxies(trusted_networks(setting))
 
 
 def hit_request(
     environ: dict[str, Any],
-    trusted: tuple[IPNetwork, ...],
+    trusted: TrustedProxies,
     site: str,
     path: str | None,
     referrer: str | None,

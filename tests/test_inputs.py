@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hitcounter.errors import InvalidInput
 from hitcounter.inputs import (
     MAX_PATH_BYTES,
+    TrustedProxies,
     client_ip,
     host_allowed,
     host_of,
@@ -136,6 +137,7 @@ def test_bad_domain_patterns(pattern: str) -> None:
 
 
 PROXY = [ipaddress.ip_network("10.0.0.0/8")]
+PROXY6 = [ipaddress.ip_network("2001:db8::/32"), ipaddress.ip_network("127.0.0.1/32")]
 
 
 @pytest.mark.parametrize(
@@ -148,7 +150,34 @@ PROXY = [ipaddress.ip_network("10.0.0.0/8")]
         ("10.0.0.2", "6.6.6.6, 1.2.3.4", PROXY, "1.2.3.4"),  # a forged left entry
         ("10.0.0.2", "1.2.3.4, 10.0.0.9", PROXY, "1.2.3.4"),  # two proxy hops
         ("10.0.0.2", "junk", PROXY, "junk"),
+        ("2001:db8::7", "2001:db9::1", PROXY6, "2001:db9::1"),
+        ("2001:db8::7", "2001:db9::1, 127.0.0.1", PROXY6, "2001:db9::1"),
+        ("127.0.0.2", "1.2.3.4", PROXY6, "127.0.0.2"),  # outside the /32
+        ("::ffff:127.0.0.1", "1.2.3.4", PROXY6, "::ffff:127.0.0.1"),  # v6, not the v4 net
+        ("010.0.0.2", "1.2.3.4", PROXY, "010.0.0.2"),  # not an address: not a proxy
     ],
 )
 def test_client_ip(peer: str, forwarded: str | None, trusted: list, expected: str) -> None:
     assert client_ip(peer, forwarded, trusted) == expected
+
+
+addresses = st.one_of(
+    st.ip_addresses(v=4).map(str), st.ip_addresses(v=6).map(str), st.text(max_size=12)
+)
+networks = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).flatmap(
+    lambda ip: st.integers(0, ip.max_prefixlen).map(
+        lambda bits: ipaddress.ip_network(f"{ip}/{bits}", strict=False)
+    )
+)
+
+
+@given(address=addresses, trusted=st.lists(networks, max_size=3))
+def test_trusted_proxies_agree_with_ipaddress(address: str, trusted: list) -> None:
+    """The integer test of TrustedProxies says what ipaddress's `in` says."""
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        expected = False
+    else:
+        expected = any(parsed in network for network in trusted)
+    assert (address in TrustedProxies(trusted)) is expected
