@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import threading
 from datetime import datetime
@@ -16,21 +17,24 @@ class VisitorHasher:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._salt_day = ""
-        self._salt = b""
+        # The day and an HMAC keyed with its salt, replaced together.
+        self._keyed: tuple[str, hmac.HMAC] | None = None
         self._lock = threading.Lock()
 
-    def salt_for(self, utc_now: datetime) -> bytes:
-        """Today's salt, fetched from Redis once a day per process and cached."""
+    def _keyed_for(self, utc_now: datetime) -> hmac.HMAC:
+        """An HMAC keyed with today's salt, fetched from Redis once a day per process."""
         day = utc_now.date().isoformat()
-        if day != self._salt_day:
-            salt = self.store.daily_salt(day)
+        keyed = self._keyed
+        if keyed is None or keyed[0] != day:
+            keyed = (day, hmac.new(self.store.daily_salt(day), digestmod=hashlib.sha256))
             with self._lock:
-                self._salt_day, self._salt = day, salt
-        return self._salt
+                self._keyed = keyed
+        return keyed[1]
 
     def visitor_id(self, site: str, ip: str, user_agent: str, utc_now: datetime) -> str:
         message = "\0".join((site, ip, user_agent)).encode("utf-8", "surrogatepass")
-        # hmac.digest runs in C in one call: a fraction of building an HMAC object.
-        digest = hmac.digest(self.salt_for(utc_now), message, "sha256")
-        return digest[:VISITOR_ID_BYTES].hex()
+        # Copying an HMAC keyed once a day skips hashing the key on every hit (and
+        # OpenSSL's lookup of the digest by name): less than half of hmac.digest's cost.
+        mac = self._keyed_for(utc_now).copy()
+        mac.update(message)
+        return mac.digest()[:VISITOR_ID_BYTES].hex()
