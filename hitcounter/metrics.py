@@ -15,8 +15,6 @@ import functools
 import os
 import platform
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib import metadata
 from typing import TYPE_CHECKING
 
@@ -31,11 +29,20 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client import values as prometheus_values
 
 if TYPE_CHECKING:
     from hitcounter.hits import HitOutcome
 
 bp = Blueprint("metrics", __name__)
+
+# In multiprocess mode prometheus-client asks the kernel for the pid on every change of
+# a value, to notice a fork: several system calls per hit. A pid kept here and renewed
+# in each forked child tells it the same for free. (Set before any metric is made.)
+_pid = [os.getpid()]
+os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    prometheus_values.ValueClass = prometheus_values.MultiProcessValue(lambda: _pid[0])
 
 # A hit is a Redis round trip plus a little Python: most answers take a few
 # milliseconds, and anything near the Redis timeout (0.5 s) is trouble worth seeing.
@@ -110,6 +117,7 @@ _hit_counter = functools.cache(HITS.labels)
 _drop_counter = functools.cache(DROPS.labels)
 _request_timer = functools.cache(REQUEST_SECONDS.labels)
 _redis_timer = functools.cache(REDIS_SECONDS.labels)
+_redis_error_counter = functools.cache(REDIS_ERRORS.labels)
 
 
 def observe_hit(outcome: HitOutcome) -> None:
@@ -130,17 +138,14 @@ def spool_size(pending_bytes: int) -> None:
     SPOOL_BYTES.set(pending_bytes)
 
 
-@contextmanager
-def redis_call(operation: str) -> Iterator[None]:
-    """Time one store operation; count it as an error if it raises."""
-    started = time.perf_counter()
-    try:
-        yield
-    except Exception:
-        REDIS_ERRORS.labels(operation).inc()
-        raise
-    finally:
-        _redis_timer(operation).observe(time.perf_counter() - started)
+def observe_redis(operation: str, seconds: float) -> None:
+    """Record the time of one store operation."""
+    _redis_timer(operation).observe(seconds)
+
+
+def observe_redis_error(operation: str) -> None:
+    """Count one store operation that raised."""
+    _redis_error_counter(operation).inc()
 
 
 def init_app(app: Flask) -> None:
