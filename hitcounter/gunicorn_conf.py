@@ -129,6 +129,13 @@ def on_starting(server: Any) -> None:
         stale.unlink()
 
 
+def post_worker_init(worker: Any) -> None:
+    """Each worker, once its app is built, prepares the stats of sites whose day turned."""
+    from hitcounter.warming import start_in_worker
+
+    start_in_worker(worker.wsgi)
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """Drop a dead worker's live gauges from the metrics (its counters stay summed)."""
     if os.environ.get(_METRICS_DIR_ENV):

@@ -79,6 +79,8 @@ class Keys:
     - `{p}:{site}:union:{kind}:{first}:{last}`  zset: the sum of past days' pday (kind
                                   `pages`) or ref (`referrers`) zsets, kept for a while
     - `{p}:{site}:union:{kind}`   list: the names of the site's kept unions of that kind
+    - `{p}:{site}:prepared:{day}` string: one worker's claim to sum the default range's
+                                  past days that local day (see warming.py); two days
 
     Day keys expire after the retention period; all-time keys never do.
 
@@ -191,6 +193,9 @@ class Keys:
 
     def union_pointer(self, site: str, kind: str) -> str:
         return f"{self._site(site)}:union:{kind}"
+
+    def prepared(self, site: str, day: str) -> str:
+        return f"{self._site(site)}:prepared:{day}"
 
     def all_of_site(self, site: str) -> str:
         """A SCAN pattern matching every key of one site."""
@@ -892,6 +897,32 @@ class Store:
         keys = [key for day in past_days for key in day_part(day).keys]
         first, last = past_days[0], past_days[-1]
         return [Part((self._past_union(site, kind, keys, first, last, cache_seconds),)), *live]
+
+    @wrap_redis_errors
+    def claim_preparation(self, site: str, day: str) -> bool:
+        """True for the one caller, among all processes, that should prepare the site's
+        default range on that local day (see prepare_range)."""
+        return bool(self.redis.set(self.keys.prepared(site, day), 1, nx=True, ex=2 * 86400))
+
+    @wrap_redis_errors
+    def release_preparation(self, site: str, day: str) -> None:
+        """Give a claim back (its preparation failed), so that another try can take it."""
+        self.redis.delete(self.keys.prepared(site, day))
+
+    @wrap_redis_errors
+    def prepare_range(
+        self, site: str, days: Sequence[str], *, today: str, keep_seconds: int
+    ) -> None:
+        """Sum the range's past days (pages and referrers) now and keep the sums for
+        `keep_seconds`, so that the range's first read finds them made."""
+        past = [day for day in days if day < today]
+        for kind in ("pages", "referrers"):
+            self._parts(site, kind, days, today, keep_seconds)
+            if len(past) > 1:
+                # A reader may have made it already, to keep for less time.
+                self.redis.expire(
+                    self.keys.union(site, kind, past[0], past[-1]), keep_seconds, gt=True
+                )
 
     def _past_union(
         self,

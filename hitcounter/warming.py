@@ -1,0 +1,109 @@
+"""Sum the default range's past days ahead of its first read each day.
+
+Top pages, referrers and distinct pages of a range add up its days' zsets. The sum of
+the past days is kept (Store._past_union), so later reads only merge today's; but the
+first read of a range each day builds it, in time that follows the range's page-days:
+about 150 ms for 30 days of 10,000 pages each, 4 ms for 100 pages a day. For the range
+the dashboard and the API open with (the last 30 days), a worker builds that sum after
+each site's local midnight and keeps it until the next, so no reader waits for it.
+
+Every worker of every app server runs a RangeWarmer; one of them prepares each site on
+each day (a claim in Redis), and a worker looks at a site again only when the site's
+day turns. Other ranges are still summed on their first read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from hitcounter import stats
+from hitcounter.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from hitcounter.sites import Site, SiteRegistry
+    from hitcounter.store import Store
+
+log = logging.getLogger("hitcounter.warming")
+
+# Kept a little past the site's midnight: a read just after it still finds the sum
+# (of yesterday's range) while the day's new one is made.
+KEEP_MARGIN_SECONDS = 600
+
+
+class RangeWarmer:
+    """Prepare every site's default range once a day, before anyone reads it."""
+
+    def __init__(self, store: Store, sites: SiteRegistry) -> None:
+        self.store = store
+        self.sites = sites
+        # Site name -> when its local day turns next (unix time): no look before that.
+        self._next_look: dict[str, float] = {}
+
+    def run_once(self, now: datetime | None = None) -> list[str]:
+        """Look at the sites whose day turned; return those this process prepared."""
+        now = now or datetime.now(UTC)
+        prepared: list[str] = []
+        for name in self.store.site_names():
+            if now.timestamp() < self._next_look.get(name, 0.0):
+                continue
+            site = self.sites.get(name)
+            if site is None:
+                continue
+            span = stats.parse_range(site, None, None, now=now)
+            today = span.end.isoformat()
+            midnight = _next_midnight(site, now)
+            if self.store.claim_preparation(name, today):
+                try:
+                    keep = int(midnight - now.timestamp()) + KEEP_MARGIN_SECONDS
+                    self.store.prepare_range(name, span.days, today=today, keep_seconds=keep)
+                except Exception:
+                    # Give the claim back: the next look (of any worker) tries again.
+                    self.store.release_preparation(name, today)
+                    raise
+                prepared.append(name)
+            self._next_look[name] = midnight
+        return prepared
+
+    def run_forever(self, interval: float) -> None:
+        while True:
+            try:
+                done = self.run_once()
+                if done:
+                    log.info("prepared the default range of %d sites", len(done))
+            except StoreUnavailable as exc:
+                log.warning("could not prepare ranges, will try again: %s", exc)
+            except Exception:
+                log.exception("preparing ranges failed; will try again")
+            time.sleep(interval)
+
+
+def _next_midnight(site: Site, now: datetime) -> float:
+    """When the site's next local day begins, as unix time."""
+    local = now.astimezone(site.zone)
+    tomorrow = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), site.zone)
+    return tomorrow.timestamp()
+
+
+def start_in_worker(app: Flask | Any) -> threading.Thread | None:
+    """Start preparing ranges in the background of this server process (gunicorn calls
+    this once per worker); None when PREPARE_INTERVAL is 0, the cache is off, or the app
+    served is not hitcounter's (the benchmark's reference apps use the same config)."""
+    services = getattr(app, "extensions", {}).get("hitcounter")
+    if services is None:
+        return None
+    interval = float(app.config["PREPARE_INTERVAL"])
+    if interval <= 0 or int(app.config["STATS_CACHE_SECONDS"]) <= 0:
+        return None
+    warmer = RangeWarmer(services.store, services.sites)
+    # Under gevent this is a greenlet: its Redis calls wait without holding up requests.
+    thread = threading.Thread(
+        target=warmer.run_forever, args=(interval,), name="hitcounter-warming", daemon=True
+    )
+    thread.start()
+    return thread
