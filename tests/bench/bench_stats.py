@@ -12,10 +12,13 @@ random, or Zipf-like with --shape zipf), a HyperLogLog of visitors and a referre
 Every request goes through the Flask app (routing, auth, JSON), so the figures are what a
 client sees minus the network.
 
-Two tables: "cold", with the sum of the range's past days never kept (every request
-runs ZUNIONSTORE over them), and "warm", with that sum kept (STATS_CACHE_SECONDS, an hour
-by default), as every read after the first of the day sees it: then only today's zset is
-combined with it, by the threshold algorithm in Store._top_of_sum.
+Three tables: "cold", with the sum of the range's past days never kept (every request
+runs ZUNIONSTORE over them), as the first read of a range each day sees it; "warm", with
+that sum kept (STATS_CACHE_SECONDS, an hour by default), as every read after the first of
+the day sees it: then only today's zset is combined with it, by the threshold algorithm in
+Store._top_of_sum; and "prepared": the first read of the default range on a new day,
+after a worker's RangeWarmer summed its past days in the background (warming.py), with
+the time that preparation took.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 
 from hitcounter import create_app
 from hitcounter.store import DayRestore, Store
+from hitcounter.warming import RangeWarmer
 from tests.conftest import ADMIN, ADMIN_TOKEN, add_site, spawn_redis
 
 DAYS = 30
@@ -94,6 +98,37 @@ def measure(client: object, url: str, repeat: int) -> tuple[float, float]:
     return statistics.median(timings), timings[int(len(timings) * 0.95) - 1]
 
 
+# The endpoints whose default range (the last 30 days) a RangeWarmer prepares.
+PREPARED_ENDPOINTS = ["stats", "pages?limit=10", "pages?limit=100&offset=100", "referrers?limit=10"]
+
+
+def first_reads_prepared(
+    app: object, client: object, site: str, repeat: int
+) -> dict[str, tuple[float, float]]:
+    """Each default-range endpoint's first read on a new day after the day's preparation;
+    and ("preparation") the preparation's own time, which no reader waits for."""
+    services = app.extensions["hitcounter"]  # type: ignore[attr-defined]
+    redis_client = services.store.redis
+    reads: dict[str, list[float]] = {endpoint: [] for endpoint in PREPARED_ENDPOINTS}
+    preparations = []
+    for _ in range(repeat):
+        for endpoint in PREPARED_ENDPOINTS:
+            # A new day: no sums kept, no claim taken; then the worker's look.
+            for pattern in (f"hc:{{{site}}}:union:*", f"hc:{{{site}}}:prepared:*"):
+                for key in list(redis_client.scan_iter(match=pattern)):
+                    redis_client.delete(key)
+            started = time.perf_counter()
+            assert RangeWarmer(services.store, services.sites).run_once() != []
+            preparations.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            response = client.get(f"/api/v1/sites/{site}/{endpoint}", headers=ADMIN)  # type: ignore[attr-defined]
+            reads[endpoint].append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, response.get_data(as_text=True)
+    out = {e: (statistics.median(t), max(t)) for e, t in reads.items()}
+    out["preparation (background)"] = (statistics.median(preparations), max(preparations))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=40)
@@ -136,6 +171,10 @@ def main() -> None:
                         url = f"/api/v1/sites/{site}/" + endpoint.format(today=today, week=week)
                         measure(client, url, 3)  # warm up the app (and, when warm, the cache)
                         results[mode, pages][endpoint] = measure(client, url, args.repeat)
+                    if mode == "warm":
+                        results["prepared", pages] = first_reads_prepared(
+                            app, client, site, max(3, args.repeat // 8)
+                        )
         finally:
             server.stop()
     small, large = min(args.pages), max(args.pages)
@@ -143,9 +182,11 @@ def main() -> None:
         f"\nlatency in ms (median / p95 of {args.repeat}), default range = last {DAYS} days, "
         f"{args.shape} day scores"
     )
-    for mode in ("cold", "warm"):
+    for mode in ("cold", "warm", "prepared"):
         print(f"\n{mode:40} {small:>9,} pages {large:>11,} pages   ratio")
-        for endpoint in ENDPOINTS:
+        if mode == "prepared":
+            print("(median / max of the first reads on new days)")
+        for endpoint in results[mode, small]:
             s_med, s_p95 = results[mode, small][endpoint]
             l_med, l_p95 = results[mode, large][endpoint]
             print(
