@@ -139,13 +139,12 @@ class TrustedProxies:
     """
 
     def __init__(self, networks: Iterable[IPNetwork]) -> None:
-        self.networks = tuple(networks)
         self._ranges = tuple(
-            (net.version, int(net.network_address), int(net.netmask)) for net in self.networks
+            (net.version, int(net.network_address), int(net.netmask)) for net in networks
         )
 
     def __bool__(self) -> bool:
-        return bool(self.networks)
+        return bool(self._ranges)
 
     def __contains__(self, address: str) -> bool:
         parsed = _parse_ip(address)

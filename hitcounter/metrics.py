@@ -39,10 +39,17 @@ bp = Blueprint("metrics", __name__)
 # In multiprocess mode prometheus-client asks the kernel for the pid on every change of
 # a value, to notice a fork: several system calls per hit. A pid kept here and renewed
 # in each forked child tells it the same for free. (Set before any metric is made.)
-_pid = [os.getpid()]
-os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
+_pid = os.getpid()
+
+
+def _renew_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_renew_pid)
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    prometheus_values.ValueClass = prometheus_values.MultiProcessValue(lambda: _pid[0])
+    prometheus_values.ValueClass = prometheus_values.MultiProcessValue(lambda: _pid)
 
 # A hit is a Redis round trip plus a little Python: most answers take a few
 # milliseconds, and anything near the Redis timeout (0.5 s) is trouble worth seeing.

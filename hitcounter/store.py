@@ -880,9 +880,17 @@ class Store:
     # the rows asked for, not the number of pages.
 
     def _parts(
-        self, site: str, kind: str, days: Sequence[str], today: str, cache_seconds: int
+        self,
+        site: str,
+        kind: str,
+        days: Sequence[str],
+        today: str,
+        cache_seconds: int,
+        *,
+        extend: bool = False,
     ) -> list[Part]:
-        """Parts whose sum is the range: the past days' kept union, and each live day."""
+        """Parts whose sum is the range: the past days' kept union, and each live day.
+        With `extend`, a kept union is kept at least `cache_seconds` from now."""
         k = self.keys
 
         def day_part(day: str) -> Part:
@@ -896,7 +904,8 @@ class Store:
             return [day_part(day) for day in past_days] + live
         keys = [key for day in past_days for key in day_part(day).keys]
         first, last = past_days[0], past_days[-1]
-        return [Part((self._past_union(site, kind, keys, first, last, cache_seconds),)), *live]
+        union = self._past_union(site, kind, keys, first, last, cache_seconds, extend=extend)
+        return [Part((union,)), *live]
 
     @wrap_redis_errors
     def claim_preparation(self, site: str, day: str) -> bool:
@@ -915,14 +924,8 @@ class Store:
     ) -> None:
         """Sum the range's past days (pages and referrers) now and keep the sums for
         `keep_seconds`, so that the range's first read finds them made."""
-        past = [day for day in days if day < today]
         for kind in ("pages", "referrers"):
-            self._parts(site, kind, days, today, keep_seconds)
-            if len(past) > 1:
-                # A reader may have made it already, to keep for less time.
-                self.redis.expire(
-                    self.keys.union(site, kind, past[0], past[-1]), keep_seconds, gt=True
-                )
+            self._parts(site, kind, days, today, keep_seconds, extend=True)
 
     def _past_union(
         self,
@@ -932,8 +935,11 @@ class Store:
         first: str,
         last: str,
         cache_seconds: int,
+        *,
+        extend: bool = False,
     ) -> str:
-        """Return a key holding the sum of past days' zsets, made now or kept from before.
+        """Return a key holding the sum of past days' zsets, made now or kept from before
+        (with `extend`, one kept from before is then kept at least `cache_seconds`).
 
         A site keeps its few most recent unions of each kind (KEPT_UNIONS); an older one
         lingers two seconds for reads already using it, then goes, so asking for many
@@ -943,6 +949,9 @@ class Store:
         pointer = self.keys.union_pointer(site, kind)
         # Reuse only with a second to spare, so it cannot expire between here and the read.
         if cache_seconds > 0 and int(self.redis.pttl(cached)) > 1000:
+            if extend:
+                # A reader made it, to keep for less time (STATS_CACHE_SECONDS).
+                self.redis.expire(cached, cache_seconds, gt=True)
             return cached
         pipe = self.redis.pipeline(transaction=False)
         pipe.zunionstore(cached, list(keys))

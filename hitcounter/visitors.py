@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import threading
 from datetime import datetime
 
 from hitcounter.store import Store
@@ -17,9 +16,9 @@ class VisitorHasher:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        # The day and an HMAC keyed with its salt, replaced together.
+        # The day and an HMAC keyed with its salt, replaced together (one assignment,
+        # so a thread never sees one day's key with another day's name).
         self._keyed: tuple[str, hmac.HMAC] | None = None
-        self._lock = threading.Lock()
 
     def _keyed_for(self, utc_now: datetime) -> hmac.HMAC:
         """An HMAC keyed with today's salt, fetched from Redis once a day per process."""
@@ -27,8 +26,7 @@ class VisitorHasher:
         keyed = self._keyed
         if keyed is None or keyed[0] != day:
             keyed = (day, hmac.new(self.store.daily_salt(day), digestmod=hashlib.sha256))
-            with self._lock:
-                self._keyed = keyed
+            self._keyed = keyed
         return keyed[1]
 
     def visitor_id(self, site: str, ip: str, user_agent: str, utc_now: datetime) -> str:

@@ -160,3 +160,17 @@ def test_gunicorn_workers_prepare_the_default_range(redis_server: object, tmp_pa
         # The sum is the past days' pages: "/" on each of 4 past days, one post each.
         assert client.zscore(key, "/") == 20
         assert client.zcard(key) == 5
+
+
+def test_a_sum_a_reader_made_is_kept_until_midnight(fake_store: Store, tmp_path: Path) -> None:
+    app = make_app(fake_store, tmp_path)
+    client = app.test_client()
+    add_site(client, "blog")
+    seed_days(fake_store, "blog")
+    get_json(client, "/api/v1/sites/blog/pages?limit=10", headers=ADMIN)  # kept an hour
+    first, last = past_range()
+    union = f"hc:{{blog}}:union:pages:{first}:{last}"
+    assert 0 < fake_store.redis.ttl(union) <= 3600
+
+    assert RangeWarmer(fake_store, SiteRegistry(fake_store)).run_once(NOW) == ["blog"]
+    assert fake_store.redis.ttl(union) > 3600
