@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from hitcounter import metrics
 from hitcounter.errors import (
@@ -49,14 +49,24 @@ STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HT
 
 
 def query(environ: dict[str, Any]) -> dict[str, str]:
-    """The query string's first values. Bytes that are not UTF-8 become surrogates, which
-    the path rules refuse."""
+    """The query string's first values, decoded as `parse_qsl(keep_blank_values=True)`
+    would. Bytes that are not UTF-8 become surrogates, which the path rules refuse."""
     # WSGI hands the raw bytes over as latin-1 text: get them back, then decode as UTF-8.
     raw = environ.get("QUERY_STRING", "").encode("latin-1").decode("utf-8", "surrogateescape")
     out: dict[str, str] = {}
-    for key, value in parse_qsl(raw, keep_blank_values=True, errors="surrogateescape"):
-        out.setdefault(key, value)
+    # parse_qsl's own loop, without its per-call checks: a pixel's query is parsed per hit.
+    for field in raw.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        out.setdefault(_unquote_plus(name), _unquote_plus(value))
     return out
+
+
+def _unquote_plus(text: str) -> str:
+    if "+" in text:
+        text = text.replace("+", " ")
+    return unquote(text, errors="surrogateescape") if "%" in text else text
 
 
 class HitEndpoints:

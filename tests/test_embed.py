@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl
 
 import pytest
 from flask.testing import FlaskClient
+from hypothesis import given
+from hypothesis import strategies as st
 
-from hitcounter.fastpath import GIF
+from hitcounter.fastpath import GIF, query
 from tests.conftest import BROWSER, add_site
 
 
@@ -26,6 +29,24 @@ def beacon(client: FlaskClient, body: object, **headers: str) -> object:
 
 def test_gif_is_43_bytes() -> None:
     assert len(GIF) == 43 and GIF.startswith(b"GIF89a")
+
+
+# Query strings as WSGI gives them (latin-1 text of the raw bytes), rich in the
+# characters parsing turns on: separators, escapes (good and broken), plus signs, UTF-8.
+QUERY_TEXT = st.lists(
+    st.sampled_from([*"&=%+;/ab2F", "%2", "%zz", "%C3%A9", "%FF", "\xc3\xa9", "\xff"]),
+    max_size=40,
+).map("".join)
+
+
+@given(QUERY_TEXT)
+def test_query_reads_first_values_as_parse_qsl_does(raw: str) -> None:
+    """The pixel's own query parser agrees with the standard library's."""
+    text = raw.encode("latin-1").decode("utf-8", "surrogateescape")
+    expected: dict[str, str] = {}
+    for key, value in parse_qsl(text, keep_blank_values=True, errors="surrogateescape"):
+        expected.setdefault(key, value)
+    assert query({"QUERY_STRING": raw}) == expected
 
 
 def test_pixel_counts_and_answers_gif(client: FlaskClient) -> None:
