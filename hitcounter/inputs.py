@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -15,6 +16,9 @@ MAX_PATH_BYTES = 512
 # 512 bytes cannot take more than three times that.
 MAX_RAW_PATH = 3 * MAX_PATH_BYTES + 1024
 MAX_HOST_LENGTH = 253
+# Pages and referrers repeat from hit to hit: the hit path keeps the answers for this
+# many recent distinct inputs per process (a few MB at most, given the input limits).
+RECENT_INPUTS = 1024
 
 SITE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 # A percent escape, or a lone '%' that escapes nothing.
@@ -39,6 +43,7 @@ def validate_site_name(name: str | None) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=RECENT_INPUTS)  # refusals raise, and are not kept
 def normalise_path(raw: str | None) -> str:
     """Normalise a page path: no query or fragment, canonical escapes, single slashes."""
     if raw is None or raw == "":
@@ -90,6 +95,7 @@ def _resolve_dots(path: str) -> str:
     return "/" + "/".join(out) + (trailing if out else "")
 
 
+@functools.lru_cache(maxsize=RECENT_INPUTS)
 def host_of(url: str | None) -> str | None:
     """Return the lower-case hostname of an http(s) URL, or None if it has none."""
     if not url or len(url) > 4096:
@@ -142,11 +148,16 @@ class TrustedProxies:
         self._ranges = tuple(
             (net.version, int(net.network_address), int(net.netmask)) for net in networks
         )
+        # The peers in front of the app are a few proxies, asked about on every hit.
+        self._recent = functools.lru_cache(maxsize=256)(self._test)
 
     def __bool__(self) -> bool:
         return bool(self._ranges)
 
     def __contains__(self, address: str) -> bool:
+        return self._recent(address)
+
+    def _test(self, address: str) -> bool:
         parsed = _parse_ip(address)
         if parsed is None:
             return False
