@@ -91,7 +91,8 @@ REQUEST_SECONDS = Histogram(
 )
 REDIS_SECONDS = Histogram(
     "hitcounter_redis_duration_seconds",
-    "Time of one store operation (one or a few Redis round trips), by operation.",
+    "Time of one store operation (one or a few Redis round trips), by operation; "
+    "record_hit is one batch of hits sharing a round trip.",
     ["operation"],
     buckets=REDIS_BUCKETS,
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import operator
 import secrets
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -178,9 +179,7 @@ class Keys:
         return f"{self._site(site)}:ref:{day}"
 
     def seen(self, site: str, visitor: str, path: str) -> str:
-        # A digest keeps the key short and bounded whatever the path's length.
-        digest = hashlib.blake2b(path.encode(), digest_size=8).hexdigest()
-        return f"{self._site(site)}:seen:{visitor}:{digest}"
+        return f"{self._site(site)}:seen:{visitor}:{_path_digest(path)}"
 
     def rate(self, site: str, minute: int) -> str:
         return f"{self._site(site)}:rate:{minute}"
@@ -234,29 +233,57 @@ CLUSTER_TROUBLE = (redis.exceptions.ClusterError, redis.exceptions.RedisClusterE
 
 
 def wrap_redis_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn any Redis connection trouble into StoreUnavailable, once, at the boundary."""
+    """Time a store operation and turn any Redis connection trouble into
+    StoreUnavailable, once, at the boundary."""
 
     operation = func.__name__
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        # Timed inline, not with a context manager: this wraps every hit.
         started = perf_counter()
         try:
             return func(*args, **kwargs)
         except Exception as exc:
-            metrics.observe_redis_error(operation)
-            if isinstance(exc, CLUSTER_TROUBLE):
-                # CLUSTERDOWN while a replica takes over, no reachable node: the store is
-                # away (ClusterDownError is also a ResponseError, so this comes first).
-                raise StoreUnavailable(f"the cluster cannot serve: {exc}") from exc
-            if isinstance(exc, redis.exceptions.RedisError) and _unreachable(exc):
-                raise StoreUnavailable(f"the store cannot be reached: {exc}") from exc
-            raise
+            away = _store_away(operation, exc)
+            if away is None:
+                raise
+            raise away from exc
         finally:
             metrics.observe_redis(operation, perf_counter() - started)
 
     return wrapper
+
+
+def untimed_redis_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """wrap_redis_errors without the timing, for an operation timed where its round
+    trip happens (a hit waits for a batch that many hits share)."""
+
+    operation = func.__name__
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            away = _store_away(operation, exc)
+            if away is None:
+                raise
+            raise away from exc
+
+    return wrapper
+
+
+def _store_away(operation: str, exc: Exception) -> StoreUnavailable | None:
+    """Count a failed operation; StoreUnavailable to raise instead when the store is
+    away, None when the error is something else (raised as it is)."""
+    metrics.observe_redis_error(operation)
+    if isinstance(exc, CLUSTER_TROUBLE):
+        # CLUSTERDOWN while a replica takes over, no reachable node: the store is away
+        # (ClusterDownError is also a ResponseError, so this comes first).
+        return StoreUnavailable(f"the cluster cannot serve: {exc}")
+    if isinstance(exc, redis.exceptions.RedisError) and _unreachable(exc):
+        return StoreUnavailable(f"the store cannot be reached: {exc}")
+    return None
 
 
 def _unreachable(exc: BaseException) -> bool:
@@ -316,6 +343,11 @@ _SHARED_KEYS = (2, 3, 5, 6, 8, 9, 10, 11, 12)
 _HIT_KEYS = (0, 1, 4, 7)
 _SHARED_ARGS = (5, 6, 8, 9, 10)
 _HIT_ARGS = (0, 1, 2, 3, 4, 7, 11)
+# Each picks its part of a hit's keys or arguments, as a tuple.
+_shared_keys_of = operator.itemgetter(*_SHARED_KEYS)
+_hit_keys_of = operator.itemgetter(*_HIT_KEYS)
+_shared_args_of = operator.itemgetter(*_SHARED_ARGS)
+_hit_args_of = operator.itemgetter(*_HIT_ARGS)
 # A hit as sent (with its sequence number): any other shape is another version's layout.
 HIT_KEY_COUNT = len(_SHARED_KEYS) + len(_HIT_KEYS)
 HIT_ARG_COUNT = len(_SHARED_ARGS) + len(_HIT_ARGS)
@@ -338,15 +370,15 @@ def _script_calls(hits: Sequence[HitCall]) -> list[ScriptCall]:
     """One call of hits.lua per run of consecutive hits sharing their site, day, minute
     and writer (order is kept)."""
     calls: list[ScriptCall] = []
-    shared: tuple[list[Any], list[Any]] | None = None
+    shared: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
     for keys, args in hits:
-        hit_shared = [keys[i] for i in _SHARED_KEYS], [args[i] for i in _SHARED_ARGS]
+        hit_shared = _shared_keys_of(keys), _shared_args_of(args)
         if hit_shared != shared or calls[-1][2] >= MAX_HITS_PER_CALL:
             shared = hit_shared
             calls.append(([*hit_shared[0]], [*hit_shared[1]], 0))
         call_keys, call_args, count = calls[-1]
-        call_keys += [keys[i] for i in _HIT_KEYS]
-        call_args += [args[i] for i in _HIT_ARGS]
+        call_keys += _hit_keys_of(keys)
+        call_args += _hit_args_of(args)
         calls[-1] = (call_keys, call_args, count + 1)
     return calls
 
@@ -450,6 +482,12 @@ def _int_fields(raw: Mapping[Any, Any]) -> dict[str, int]:
     return {_text(k): int(v) for k, v in raw.items()}
 
 
+@functools.lru_cache(maxsize=4096)  # pages repeat from hit to hit
+def _path_digest(path: str) -> str:
+    # A digest keeps a key short and bounded whatever the path's length.
+    return hashlib.blake2b(path.encode(), digest_size=8).hexdigest()
+
+
 def _batched(items: Iterable[R], size: int) -> Iterator[list[R]]:
     batch: list[R] = []
     for item in items:
@@ -473,7 +511,11 @@ class Store:
         self._hit_script = client.register_script(_lua("hits.lua"))
         self._connection: Any = None
         # Concurrent hits of one process share round trips (see batching.py).
-        self._hits = GroupCommit(self._send_hits)
+        self._hits = GroupCommit(self._send_hit_batch)
+        # A hit's keys repeat: a site's shared keys change once a minute, a page's once a
+        # day. Built once, they cost a lookup per hit instead of a dozen strings.
+        self._site_keys = functools.lru_cache(maxsize=256)(self._site_hit_keys)
+        self._page_keys = functools.lru_cache(maxsize=4096)(self._page_hit_keys)
         # Hit numbers of this process's writer (see spool.py); no spool, no writer.
         self._sequence = itertools.count(1)
         self._spool: Spool | None = None
@@ -500,7 +542,7 @@ class Store:
         if spool.adopt_orphans():
             self._replayer.wake()
 
-    @wrap_redis_errors
+    @untimed_redis_errors  # timed per batch, in _send_hits
     def record_hit(self, write: HitWrite) -> HitCounts:
         """Apply one hit: counters, buckets, dedupe, rate, cap, in one script call shared
         with whatever other hits of this process are waiting (see batching.py).
@@ -523,25 +565,14 @@ class Store:
 
     def _hit_call(self, write: HitWrite) -> HitCall:
         """One hit's keys and arguments (the layout is described above _script_calls)."""
-        k = self.keys
-        site, day = write.site, write.day
-        page_bucket, day_bucket = k.buckets(write.path)
-        keys = [
-            k.pages(site, page_bucket),
-            k.raw(site, page_bucket),
-            k.totals(site),
-            k.day(site, day),
-            k.page_day(site, day, day_bucket),
-            k.visitors(site, day),
-            k.referrers(site, day),
-            k.seen(site, write.visitor, write.path),
-            k.rate(site, write.minute),
-            k.applied(site, self._writer_day),
-            # Where the path goes past the page cap: the overflow page's buckets.
-            k.pages(site, _OTHER_BUCKETS[0]),
-            k.raw(site, _OTHER_BUCKETS[0]),
-            k.page_day(site, day, _OTHER_BUCKETS[1]),
-        ]
+        site, day, path = write.site, write.day, write.path
+        totals, day_key, visitors, referrers, rate, applied, *overflow = self._site_keys(
+            site, day, write.minute, self._writer_day
+        )
+        pages, raw, page_day = self._page_keys(site, day, path)
+        seen = self.keys.seen(site, write.visitor, path)
+        keys = [pages, raw, totals, day_key, page_day, visitors, referrers, seen, rate, applied]
+        keys += overflow
         args = [
             write.path,
             write.referrer_host,
@@ -557,6 +588,38 @@ class Store:
             # The sequence number is added when the hit is sent.
         ]
         return keys, args
+
+    def _site_hit_keys(self, site: str, day: str, minute: int, writer_day: str) -> tuple[str, ...]:
+        """The keys all of a site's hits in one minute share (see _hit_call)."""
+        k = self.keys
+        return (
+            k.totals(site),
+            k.day(site, day),
+            k.visitors(site, day),
+            k.referrers(site, day),
+            k.rate(site, minute),
+            k.applied(site, writer_day),
+            # Where the path goes past the page cap: the overflow page's buckets.
+            k.pages(site, _OTHER_BUCKETS[0]),
+            k.raw(site, _OTHER_BUCKETS[0]),
+            k.page_day(site, day, _OTHER_BUCKETS[1]),
+        )
+
+    def _page_hit_keys(self, site: str, day: str, path: str) -> tuple[str, str, str]:
+        """A path's pages, raw and page-day buckets on that day."""
+        k = self.keys
+        page_bucket, day_bucket = k.buckets(path)
+        page_day = k.page_day(site, day, day_bucket)
+        return k.pages(site, page_bucket), k.raw(site, page_bucket), page_day
+
+    def _send_hit_batch(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """The group commit's sender: the hits waiting together, timed as one record_hit
+        (a hit's own wait is its request's time)."""
+        started = perf_counter()
+        try:
+            return self._send_hits(calls)
+        finally:
+            metrics.observe_redis("record_hit", perf_counter() - started)
 
     def _send_hits(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
         """Number a batch of hits and send it in one round trip, or spool it.

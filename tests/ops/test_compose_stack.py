@@ -174,7 +174,9 @@ def test_hits_are_counted_end_to_end_and_metrics_sum_the_workers(stack: Stack) -
     latency = "hitcounter_request_duration_seconds_count"
     assert value(latency, endpoint="embed.pixel", status="200") == hits
     assert value(latency, endpoint="embed.pixel", status="404") == 5
-    assert value("hitcounter_redis_duration_seconds_count", operation="record_hit") == hits
+    # One record_hit per batch of hits that shared a round trip (group commit).
+    batches = value("hitcounter_redis_duration_seconds_count", operation="record_hit")
+    assert 1 <= batches <= hits
     assert any(name == "hitcounter_build_info" for name, _ in metrics)
     by_worker = counted_hits_by_worker(app.metrics_dir)
     assert sum(by_worker.values()) == hits
