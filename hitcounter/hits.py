@@ -6,9 +6,11 @@ so the same rules apply whatever the form of embedding.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from hitcounter import metrics
 from hitcounter.bots import is_bot, is_image_proxy
@@ -74,6 +76,16 @@ class HitOutcome:
         return self.reason == "spooled"
 
 
+@functools.lru_cache(maxsize=1024)
+def local_day_and_hour(timezone: str, minute: int) -> tuple[str, int]:
+    """The local date (ISO) and hour of a UTC minute (minutes since the epoch).
+
+    Kept per minute: every hit of a site in that minute shares them, and UTC offsets
+    change only on whole minutes."""
+    local = datetime.fromtimestamp(minute * 60, ZoneInfo(timezone))
+    return local.date().isoformat(), local.hour
+
+
 @dataclass(frozen=True)
 class HitRules:
     max_pages: int = 10_000
@@ -110,8 +122,8 @@ class HitRecorder:
         site = self.sites.get(name)
         if site is None:
             return HitOutcome(False, "unknown_site", "", message=f"no site named {name!r}")
-        local = now.astimezone(site.zone)
-        day = local.date().isoformat()
+        minute = int(now.timestamp()) // 60
+        day, hour = local_day_and_hour(site.timezone, minute)
         if hit.prefetch:
             return HitOutcome(False, "prefetch", "", message="prefetch is not a view", site=site)
         try:
@@ -133,8 +145,8 @@ class HitRecorder:
                 referrer_host=self._external_host(hit.referrer, source_host, site),
                 visitor=self.visitors.visitor_id(name, hit.ip, hit.user_agent, now),
                 day=day,
-                hour=local.hour,
-                minute=int(now.timestamp()) // 60,
+                hour=hour,
+                minute=minute,
                 # Image proxies fetch for many viewers from few addresses: count them all.
                 dedupe_seconds=0 if proxy else site.dedupe_seconds,
                 rate_limit=0 if proxy else self.rules.rate_limit,

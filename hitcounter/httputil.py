@@ -39,7 +39,6 @@ def hit_request(
     referrer: str | None,
 ) -> HitRequest:
     """The facts of one embed request, read from the WSGI environ."""
-    purpose = "".join(environ.get(name, "") for name in PREFETCH_HEADERS)
     return HitRequest(
         site=site,
         path=path,
@@ -47,8 +46,17 @@ def hit_request(
         source=environ.get("HTTP_ORIGIN") or environ.get("HTTP_REFERER"),
         ip=client_ip(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"), trusted),
         user_agent=environ.get("HTTP_USER_AGENT", ""),
-        prefetch="prefetch" in purpose.lower(),
+        prefetch=_is_prefetch(environ),
     )
+
+
+def _is_prefetch(environ: dict[str, Any]) -> bool:
+    """True for a browser's speculative fetch (the page may never be seen)."""
+    for name in PREFETCH_HEADERS:
+        value = environ.get(name)
+        if value and "prefetch" in value.lower():
+            return True
+    return False
 
 
 def referer_path(referer: str | None) -> str | None:

@@ -7,13 +7,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
+from hypothesis import given
+from hypothesis import strategies as st
 
-from hitcounter.hits import HitOutcome, HitRequest
+from hitcounter.hits import HitOutcome, HitRequest, local_day_and_hour
 from hitcounter.services import get_services
 from hitcounter.store import Store
+from hitcounter.visitors import KeyedSha256
 from tests.conftest import BROWSER_UA, make_app
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -262,3 +266,24 @@ def test_visitor_id_is_an_hmac_of_the_day_salt(app: Flask) -> None:
         salt = services.store.daily_salt(now.date().isoformat())
     message = "\x00".join(("blog", "192.0.2.1", BROWSER_UA)).encode()
     assert visitor == hmac.digest(salt, message, "sha256")[:8].hex()
+
+
+@given(st.binary(min_size=1, max_size=200), st.binary(max_size=300))
+def test_keyed_sha256_is_hmac_sha256(key: bytes, message: bytes) -> None:
+    assert KeyedSha256(key).digest(message) == hmac.digest(key, message, "sha256")
+
+
+# Zones with DST, half- and quarter-hour offsets, and Lord Howe's half-hour DST shift.
+ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu",
+         "Australia/Lord_Howe", "America/St_Johns", "Pacific/Chatham"]  # fmt: skip
+
+
+@given(
+    st.sampled_from(ZONES),
+    st.datetimes(datetime(2000, 1, 1), datetime(2100, 1, 1), timezones=st.just(UTC)),
+)
+def test_local_day_and_hour_per_minute_match_the_zone(zone: str, now: datetime) -> None:
+    """The per-minute day and hour agree with converting the moment itself."""
+    local = now.astimezone(ZoneInfo(zone))
+    minute = int(now.timestamp()) // 60
+    assert local_day_and_hour(zone, minute) == (local.date().isoformat(), local.hour)
