@@ -119,6 +119,20 @@ def test_imports_keep_the_page_count(fake_store: Store, tmp_path: Path) -> None:
     assert fake_store.page_count("blog", "/s0")[:2] == (5, 1)
 
 
+def test_a_restored_page_without_raw_hits_is_not_new_below_the_cap(fake_store: Store) -> None:
+    """Below the cap the script counts a raw hit first and asks after: raw 1 is a new
+    page only when the page has no counted-hits field either."""
+    fake_store.set_pages("blog", [("/old", 4, 0), ("/other", 2, 2)])
+    assert kept_count(fake_store, "blog") == 2
+    fake_store.record_hit(write("/old"))
+    assert kept_count(fake_store, "blog") == kept_in_buckets(fake_store, "blog") == 2
+    fake_store.record_hit(write("/new"))
+    fake_store.record_hit(write("/new"))
+    assert kept_count(fake_store, "blog") == kept_in_buckets(fake_store, "blog") == 3
+    assert fake_store.page_count("blog", "/old")[:2] == (5, 1)
+    assert fake_store.page_count("blog", "/new")[:2] == (2, 2)
+
+
 def test_an_export_round_trip_puts_every_path_in_its_buckets(
     client: FlaskClient, fake_store: Store, tmp_path: Path
 ) -> None:
