@@ -136,6 +136,13 @@ def post_worker_init(worker: Any) -> None:
     start_in_worker(worker.wsgi)
 
 
+def worker_exit(server: Any, worker: Any) -> None:
+    """In the exiting worker: publish the metric changes it still holds (see metrics.py)."""
+    from hitcounter import metrics
+
+    metrics.publish()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """Drop a dead worker's live gauges from the metrics (its counters stay summed)."""
     if os.environ.get(_METRICS_DIR_ENV):

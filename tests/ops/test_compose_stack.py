@@ -164,14 +164,28 @@ def test_hits_are_counted_end_to_end_and_metrics_sum_the_workers(stack: Stack) -
         assert counts["site_hits"] == hits
     assert site_totals(server, "docs") == {"hits": hits, "raw": hits, "pages": pages}
 
-    metrics = scrape(app)
+    # Each worker publishes its hit metrics within half a second (metrics._Tally).
+    latency = "hitcounter_request_duration_seconds_count"
+    pixel_endpoint = ("endpoint", "embed.pixel")
+    expected = {
+        ("hitcounter_hits_total", frozenset({("outcome", "counted")})): hits,
+        ("hitcounter_hits_dropped_total", frozenset({("reason", "unknown_site")})): 5,
+        (latency, frozenset({pixel_endpoint, ("status", "200")})): hits,
+        (latency, frozenset({pixel_endpoint, ("status", "404")})): 5,
+    }
+    deadline = time.monotonic() + 10
+    while True:
+        metrics = scrape(app)
+        if all(metrics.get(sample) == count for sample, count in expected.items()):
+            break
+        assert time.monotonic() < deadline, "the workers' hit metrics did not add up"
+        time.sleep(0.2)
 
     def value(name: str, **labels: str) -> float:
         return metrics.get((name, frozenset(labels.items())), 0.0)
 
     assert value("hitcounter_hits_total", outcome="counted") == hits
     assert value("hitcounter_hits_dropped_total", reason="unknown_site") == 5
-    latency = "hitcounter_request_duration_seconds_count"
     assert value(latency, endpoint="embed.pixel", status="200") == hits
     assert value(latency, endpoint="embed.pixel", status="404") == 5
     # One record_hit per batch of hits that shared a round trip (group commit).

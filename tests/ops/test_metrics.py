@@ -7,15 +7,17 @@ test_compose_stack.py.
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
 import fakeredis
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
-from hitcounter.metrics import version
+from hitcounter.metrics import REQUEST_BUCKETS, _Tally, version
 from hitcounter.store import Store
 from tests.conftest import BROWSER_UA, add_site, make_app
 
@@ -108,3 +110,49 @@ def test_build_info_names_the_version(client: FlaskClient) -> None:
     assert len(builds) == 1
     assert ("version", version()) in builds[0]
     assert version() != "unknown"
+
+
+def test_published_tallies_equal_observing_one_by_one() -> None:
+    """The hit path's changes wait in a tally; published, they read exactly as if each
+    had gone to prometheus-client directly (also guarding the Histogram internals the
+    tally adds to)."""
+    registry = CollectorRegistry()
+    buckets = REQUEST_BUCKETS
+    direct = Histogram("direct_seconds", "", ["status"], buckets=buckets, registry=registry)
+    tallied = Histogram("tallied_seconds", "", ["status"], buckets=buckets, registry=registry)
+    direct_count = Counter("direct", "", ["outcome"], registry=registry)
+    tallied_count = Counter("tallied", "", ["outcome"], registry=registry)
+    # Values on bucket bounds, between them, past the last one, and zero.
+    values = [0.0, 0.001, 0.0011, 0.004, 0.25, 0.2500001, 2.5, 3.0, 60.0] * 3
+    tally = _Tally()
+    for n, value in enumerate(values):
+        status = ("200", "404")[n % 2]
+        direct.labels(status).observe(value)
+        tally.observe(tallied.labels(status), value)
+        direct_count.labels(status).inc()
+        tally.count(tallied_count.labels(status))
+    tally.publish()
+
+    def samples(prefix: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        return {
+            (s.name.removeprefix(prefix), frozenset(s.labels.items())): s.value
+            for family in registry.collect()
+            for s in family.samples
+            if s.name.startswith(prefix) and not s.name.endswith("_created")
+        }
+
+    assert samples("tallied") == samples("direct")
+    assert samples("tallied")[("_seconds_count", frozenset({("status", "200")}))] == 14
+
+
+def test_a_quiet_process_still_publishes_its_tally() -> None:
+    registry = CollectorRegistry()
+    counter = Counter("quiet", "", registry=registry)
+    tally = _Tally()
+    tally.publish()  # starts the background publisher, as the first change would
+    tally._due = float("inf")  # no later change publishes by itself
+    tally.count(counter)
+    deadline = time.monotonic() + 5
+    while registry.get_sample_value("quiet_total") != 1.0:
+        assert time.monotonic() < deadline, "the background publisher did not publish"
+        time.sleep(0.05)
