@@ -45,6 +45,8 @@ GIF_HEADERS = [
     ("Cross-Origin-Resource-Policy", "cross-origin"),
 ]
 BEACON_TYPES = ("text/plain", "application/json", "")
+# json.dumps with any option builds a new encoder per call; the beacon answers every hit.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 
@@ -203,7 +205,7 @@ class HitEndpoints:
 
     @staticmethod
     def _json(status: int, answer: dict[str, Any]) -> Answer:
-        data = json.dumps(answer, separators=(",", ":")).encode()
+        data = _COMPACT_JSON.encode(answer).encode()
         headers = [
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(data))),
