@@ -25,5 +25,9 @@ def is_bot(user_agent: str) -> bool:
 
 def is_image_proxy(user_agent: str, proxy_agents: Sequence[str]) -> bool:
     """True if the request comes through an image proxy such as GitHub's camo."""
-    agent = user_agent.lower()
-    return any(agent.startswith(prefix.lower()) for prefix in proxy_agents)
+    return user_agent.lower().startswith(_lower_prefixes(tuple(proxy_agents)))
+
+
+@lru_cache(maxsize=8)
+def _lower_prefixes(proxy_agents: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(prefix.lower() for prefix in proxy_agents)

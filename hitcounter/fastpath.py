@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
+from json.encoder import encode_basestring_ascii
 from typing import Any
 from urllib.parse import unquote
 
@@ -69,6 +70,16 @@ def _unquote_plus(text: str) -> str:
     if "+" in text:
         text = text.replace("+", " ")
     return unquote(text, errors="surrogateescape") if "%" in text else text
+
+
+def counts_json(path: str, hits: int | None, site_hits: int | None) -> bytes:
+    """The beacon's answer, {"path", "hits", "site_hits"}, as json.dumps writes it
+    compactly; built directly, as it is once per hit."""
+    return b'{"path":%s,"hits":%s,"site_hits":%s}' % (
+        encode_basestring_ascii(path).encode(),
+        b"null" if hits is None else b"%d" % hits,
+        b"null" if site_hits is None else b"%d" % site_hits,
+    )
 
 
 class HitEndpoints:
@@ -146,14 +157,18 @@ class HitEndpoints:
         if outcome.accepted:
             # A spooled hit is kept, but Redis could not say the counts: null, which the
             # snippet leaves unshown (it shows no count rather than a wrong one).
-            answer: dict[str, Any] = {
-                "path": outcome.path,
-                "hits": None if outcome.spooled else outcome.hits,
-                "site_hits": None if outcome.spooled else outcome.site_hits,
-            }
+            spooled = outcome.spooled
+            status, headers, data = self._json_bytes(
+                outcome.status,
+                counts_json(
+                    outcome.path,
+                    None if spooled else outcome.hits,
+                    None if spooled else outcome.site_hits,
+                ),
+            )
         else:
             answer = error_body(outcome.reason, outcome.message)
-        status, headers, data = self._json(outcome.status, answer)
+            status, headers, data = self._json(outcome.status, answer)
         if outcome.reason:
             headers.append(("X-Hitcounter", outcome.reason))
         return status, headers + cors_headers(origin, outcome.site, error=status >= 400), data
@@ -203,9 +218,12 @@ class HitEndpoints:
                 raise InvalidInput(f"{field} must be a string")
         return body
 
+    @classmethod
+    def _json(cls, status: int, answer: dict[str, Any]) -> Answer:
+        return cls._json_bytes(status, _COMPACT_JSON.encode(answer).encode())
+
     @staticmethod
-    def _json(status: int, answer: dict[str, Any]) -> Answer:
-        data = _COMPACT_JSON.encode(answer).encode()
+    def _json_bytes(status: int, data: bytes) -> Answer:
         headers = [
             ("Content-Type", "application/json"),
             ("Content-Length", str(len(data))),

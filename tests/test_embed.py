@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hitcounter.fastpath import GIF, query
+from hitcounter.fastpath import GIF, counts_json, query
 from tests.conftest import BROWSER, add_site
 
 
@@ -47,6 +47,13 @@ def test_query_reads_first_values_as_parse_qsl_does(raw: str) -> None:
     for key, value in parse_qsl(text, keep_blank_values=True, errors="surrogateescape"):
         expected.setdefault(key, value)
     assert query({"QUERY_STRING": raw}) == expected
+
+
+@given(st.text(), st.none() | st.integers(0, 2**63), st.none() | st.integers(0, 2**63))
+def test_counts_json_is_compact_json(path: str, hits: int | None, site_hits: int | None) -> None:
+    """The beacon's hand-built answer reads (and is written) exactly as json.dumps's."""
+    answer = {"path": path, "hits": hits, "site_hits": site_hits}
+    assert counts_json(path, hits, site_hits) == json.dumps(answer, separators=(",", ":")).encode()
 
 
 def test_pixel_counts_and_answers_gif(client: FlaskClient) -> None:
