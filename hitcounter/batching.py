@@ -1,11 +1,10 @@
 """Group commit: hits that arrive while a Redis round trip is in flight share the next.
 
-The first caller sends at once (under gevent, after one pass of the other ready requests,
-which join it), so an idle server adds no wait. Callers arriving while a batch is in
-flight queue up; when it returns, the first of them sends everything queued in one
-pipeline. Every caller
-returns only after its own hit was applied (or raises), so nothing is answered before it
-is counted.
+The first caller sends at once (under gevent, once the other ready requests have run and
+joined it, at most 2 ms later), so an idle server adds no wait. Callers arriving while a
+batch is in flight queue up; when it returns, the first of them sends everything queued
+in one pipeline. Every caller returns only after its own hit was applied (or raises), so
+nothing is answered before it is counted.
 
 Sends never overlap and go out in the order callers arrived: the store numbers each
 hit when its batch is sent, and replays of the spool rely on those numbers increasing
@@ -30,8 +29,14 @@ def _held_lock() -> threading.Lock:
     return lock
 
 
-def _greenlet_yield() -> Callable[[], None] | None:
-    """One pass of the other ready greenlets, where gevent runs this process's requests.
+# The longest a leader waits for the other ready requests to join its batch.
+MAX_GATHER_SECONDS = 0.002
+
+
+def _gatherer() -> Callable[[], None] | None:
+    """Where gevent runs this process's requests: a wait until every other ready greenlet
+    has run and the event loop goes idle (at most MAX_GATHER_SECONDS, as under a steady
+    flood it may not), so each of them reaches its own call and joins the batch.
 
     Under threads there is nothing as cheap: time.sleep(0) is a system call that costs
     tens of microseconds here, and the GIL already lets other threads in.
@@ -39,8 +44,13 @@ def _greenlet_yield() -> Callable[[], None] | None:
     gevent = sys.modules.get("gevent")
     if gevent is None or not gevent.monkey.is_module_patched("threading"):
         return None
-    sleep: Callable[[float], None] = gevent.sleep
-    return lambda: sleep(0)
+    idle, timeout = gevent.idle, gevent.Timeout
+
+    def gather() -> None:
+        with timeout(MAX_GATHER_SECONDS, False):  # False: time up ends the wait quietly
+            idle()
+
+    return gather
 
 
 @dataclass(slots=True)
@@ -69,7 +79,7 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queue: list[_Pending] = []
         self._busy = False
-        self._yield = _greenlet_yield()
+        self._gather = _gatherer()
 
     def call(self, keys: list[str], args: list[Any]) -> Any:
         """Run one script call, batched with whatever else is waiting; return its result."""
@@ -83,12 +93,12 @@ class GroupCommit:
             if mine.done:
                 return mine.outcome()
             # Not done: the previous leader handed the next batch over to us.
-        if self._yield is not None:
+        if self._gather is not None:
             # Let every request that is ready to run reach its own call before the batch
             # is taken, so it rides this round trip instead of waiting for the next one.
-            # The load benchmark measured batches twice as large and about 10% less
-            # server CPU per hit (one script call for all of them; fewer round trips).
-            self._yield()
+            # In the load benchmark: 0.27 -> 0.08 round trips a hit, and some 15% less
+            # server CPU a hit (one script call for all; Redis's share fell by a third).
+            self._gather()
         self._lead(mine)
         return mine.outcome()
 

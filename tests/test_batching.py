@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -73,3 +75,60 @@ def test_per_call_errors_reach_only_their_caller() -> None:
     assert group.call(["k"], [0]) == 0
     with pytest.raises(ValueError):
         group.call(["k"], [1])
+
+
+# Run under gevent in a process of its own: monkey-patching would change this one.
+GEVENT_SCRIPT = r"""
+from gevent import monkey
+
+monkey.patch_all()
+import time
+
+import gevent
+
+from hitcounter.batching import MAX_GATHER_SECONDS, GroupCommit
+
+batches = []
+
+
+def send(calls):
+    batches.append(len(calls))
+    gevent.sleep(0.001)  # the round trip: the socket waits, other greenlets run
+    return [args[0] * 10 for _, args in calls]
+
+
+group = GroupCommit(send)
+# Twenty requests ready at once: the first leads, and waits for the other nineteen.
+results = [g.get() for g in [gevent.spawn(group.call, [], [n]) for n in range(20)]]
+assert results == [n * 10 for n in range(20)], results
+assert batches == [20], batches
+
+# A flood that never lets the loop go idle: the leader still sends, after the bound.
+flooding = True
+
+
+def flood():
+    while flooding:
+        gevent.sleep(0)
+
+
+flooder = gevent.spawn(flood)
+gevent.sleep(0)
+started = time.perf_counter()
+assert group.call([], [7]) == 70
+waited = time.perf_counter() - started
+flooding = False
+flooder.join()
+# Bounded by the gather timeout, which gevent checks between runs of callbacks (at its
+# switch interval, 5 ms): never the flood's whole length.
+assert MAX_GATHER_SECONDS <= waited < 0.5, waited
+print("ok", batches)
+"""
+
+
+def test_under_gevent_a_leader_gathers_every_ready_request_but_never_waits_long() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", GEVENT_SCRIPT], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok")
