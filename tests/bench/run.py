@@ -1,6 +1,6 @@
 """The hitcounter benchmark: one command, its baselines in the same run, ratios reported.
 
-    .venv/bin/python -m tests.bench.run [--seconds 10] [--rounds 3] [--out FILE.json]
+    .venv/bin/python -m tests.bench.run [--seconds 10] [--rounds 5] [--out FILE.json]
     .venv/bin/python -m tests.bench.run --memory-only   # Redis memory per page, in seconds
 
 It spawns its own redis-server and gunicorn servers on loopback (the project's gunicorn
