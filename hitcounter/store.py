@@ -232,43 +232,41 @@ class HitCounts:
 CLUSTER_TROUBLE = (redis.exceptions.ClusterError, redis.exceptions.RedisClusterException)
 
 
-def wrap_redis_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Time a store operation and turn any Redis connection trouble into
-    StoreUnavailable, once, at the boundary."""
+def untimed_redis_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn any Redis connection trouble into StoreUnavailable, once, at the boundary.
+
+    The hit path's form: a hit waits for a batch that many hits share, which is timed
+    where its round trip happens; every other operation is timed too (below).
+    """
 
     operation = func.__name__
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            away = _store_away(operation, exc)
+            if away is None:
+                raise
+            raise away from exc
+
+    return wrapper
+
+
+def wrap_redis_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """untimed_redis_errors, with the operation's time in the Redis histogram."""
+
+    operation = func.__name__
+    translated = untimed_redis_errors(func)
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         started = perf_counter()
         try:
-            return func(*args, **kwargs)
-        except Exception as exc:
-            away = _store_away(operation, exc)
-            if away is None:
-                raise
-            raise away from exc
+            return translated(*args, **kwargs)
         finally:
             metrics.observe_redis(operation, perf_counter() - started)
-
-    return wrapper
-
-
-def untimed_redis_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """wrap_redis_errors without the timing, for an operation timed where its round
-    trip happens (a hit waits for a batch that many hits share)."""
-
-    operation = func.__name__
-
-    @functools.wraps(func)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return func(*args, **kwargs)
-        except Exception as exc:
-            away = _store_away(operation, exc)
-            if away is None:
-                raise
-            raise away from exc
 
     return wrapper
 
