@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hitcounter.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
 from hitcounter.inputs import validate_domain_pattern, validate_site_name
+from hitcounter.singleflight import SingleFlight
 from hitcounter.store import Store
 
 DEFAULT_DEDUPE_SECONDS = 1800
@@ -140,6 +141,8 @@ class SiteRegistry:
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, Site | None]] = {}
         self._lock = threading.Lock()
+        # A cold worker's burst of hits for one site reads its settings once.
+        self._fetches: SingleFlight[dict[str, str] | None] = SingleFlight()
 
     def get(self, name: str) -> Site | None:
         """Return the site, from the cache when it is fresh; None if it does not exist."""
@@ -148,7 +151,7 @@ class SiteRegistry:
         if cached is not None and cached[0] > now:
             return cached[1]
         try:
-            fields = self.store.site_fields(name)
+            fields = self._fetches.do(name, lambda: self.store.site_fields(name))
         except StoreUnavailable:
             # Redis is away: a site known a moment ago still takes hits (into the spool).
             if cached is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+from hitcounter.singleflight import SingleFlight
 from hitcounter.store import Store
 
 VISITOR_ID_BYTES = 8
@@ -18,13 +19,15 @@ class VisitorHasher:
         # The day and its HMAC state, replaced together (one assignment, so a thread
         # never sees one day's key with another day's name).
         self._keyed: tuple[str, KeyedSha256] | None = None
+        self._salts: SingleFlight[bytes] = SingleFlight()
 
     def _keyed_for(self, utc_now: datetime) -> KeyedSha256:
         """HMAC-SHA256 keyed with today's salt, fetched from Redis once a day per process."""
         day = utc_now.date().isoformat()
         keyed = self._keyed
         if keyed is None or keyed[0] != day:
-            keyed = (day, KeyedSha256(self.store.daily_salt(day)))
+            # The requests of a new day (or a new worker) fetch its salt once.
+            keyed = (day, KeyedSha256(self._salts.do(day, lambda: self.store.daily_salt(day))))
             self._keyed = keyed
         return keyed[1]
 
