@@ -540,7 +540,7 @@ class Store:
         if spool.adopt_orphans():
             self._replayer.wake()
 
-    @untimed_redis_errors  # timed per batch, in _send_hits
+    @untimed_redis_errors  # timed per batch, in _send_hit_batch
     def record_hit(self, write: HitWrite) -> HitCounts:
         """Apply one hit: counters, buckets, dedupe, rate, cap, in one script call shared
         with whatever other hits of this process are waiting (see batching.py).
