@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from functools import lru_cache
 
 from crawlerdetect import CrawlerDetect
@@ -23,11 +22,7 @@ def is_bot(user_agent: str) -> bool:
         return bool(_detector.isCrawler(user_agent))
 
 
-def is_image_proxy(user_agent: str, proxy_agents: Sequence[str]) -> bool:
-    """True if the request comes through an image proxy such as GitHub's camo."""
-    return user_agent.lower().startswith(_lower_prefixes(tuple(proxy_agents)))
-
-
-@lru_cache(maxsize=8)
-def _lower_prefixes(proxy_agents: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(prefix.lower() for prefix in proxy_agents)
+def is_image_proxy(user_agent: str, lower_prefixes: tuple[str, ...]) -> bool:
+    """True if the request comes through an image proxy such as GitHub's camo (the
+    User-Agent starts with one of the prefixes, given in lower case)."""
+    return user_agent.lower().startswith(lower_prefixes)

@@ -102,6 +102,7 @@ class HitRecorder:
         self.sites = sites
         self.rules = rules
         self.visitors = VisitorHasher(store)
+        self._proxy_prefixes = tuple(agent.lower() for agent in rules.image_proxy_agents)
 
     def record(self, hit: HitRequest, *, now: datetime | None = None) -> HitOutcome:
         """Apply one hit; StoreUnavailable (SpoolFull included) means it was not kept."""
@@ -131,7 +132,7 @@ class HitRecorder:
         except InvalidInput as exc:
             return self._drop(site, day, "invalid", exc.message)
 
-        proxy = is_image_proxy(hit.user_agent, self.rules.image_proxy_agents)
+        proxy = is_image_proxy(hit.user_agent, self._proxy_prefixes)
         if not proxy and is_bot(hit.user_agent):
             return self._drop(site, day, "bot", "bots are not counted", path)
         source_host = host_of(hit.source)

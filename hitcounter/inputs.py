@@ -6,7 +6,7 @@ import functools
 import ipaddress
 import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from hitcounter.errors import InvalidInput
@@ -168,15 +168,13 @@ class TrustedProxies:
 def client_ip(
     remote_addr: str | None,
     forwarded_for: str | None,
-    trusted: TrustedProxies | Sequence[IPNetwork],
+    trusted: TrustedProxies,
 ) -> str:
     """Return the client's address: the socket peer, unless it is a trusted proxy.
 
     Behind trusted proxies, X-Forwarded-For is read from the right, skipping trusted
     hops, so a client cannot forge its address by sending the header itself.
     """
-    if not isinstance(trusted, TrustedProxies):
-        trusted = TrustedProxies(trusted)
     peer = remote_addr or ""
     if not trusted or not forwarded_for or peer not in trusted:
         return peer

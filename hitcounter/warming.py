@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from hitcounter import stats
@@ -57,7 +57,7 @@ class RangeWarmer:
                 continue
             span = stats.parse_range(site, None, None, now=now)
             today = span.end.isoformat()
-            midnight = _next_midnight(site, now)
+            midnight = _midnight_after(site, span.end)
             if self.store.claim_preparation(name, today):
                 try:
                     keep = int(midnight - now.timestamp()) + KEEP_MARGIN_SECONDS
@@ -80,14 +80,12 @@ class RangeWarmer:
                 log.warning("could not prepare ranges, will try again: %s", exc)
             except Exception:
                 log.exception("preparing ranges failed; will try again")
-            time.sleep(interval)
+            time.sleep(interval)  # gevent's, once the worker is patched
 
 
-def _next_midnight(site: Site, now: datetime) -> float:
-    """When the site's next local day begins, as unix time."""
-    local = now.astimezone(site.zone)
-    tomorrow = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), site.zone)
-    return tomorrow.timestamp()
+def _midnight_after(site: Site, day: date) -> float:
+    """When the site's local day after `day` begins, as unix time."""
+    return datetime.combine(day + timedelta(days=1), datetime.min.time(), site.zone).timestamp()
 
 
 def start_in_worker(app: Flask | Any) -> threading.Thread | None:

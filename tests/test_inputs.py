@@ -158,7 +158,7 @@ PROXY6 = [ipaddress.ip_network("2001:db8::/32"), ipaddress.ip_network("127.0.0.1
     ],
 )
 def test_client_ip(peer: str, forwarded: str | None, trusted: list, expected: str) -> None:
-    assert client_ip(peer, forwarded, trusted) == expected
+    assert client_ip(peer, forwarded, TrustedProxies(trusted)) == expected
 
 
 addresses = st.one_of(
