@@ -47,7 +47,11 @@ bind = os.environ.get("HITCOUNTER_BIND", "0.0.0.0:8080")
 # in C but the spool's fsync, which runs only while Redis is away. gthread remains one
 # setting away. One process per CPU; at least two, so a crashed or restarting worker
 # never leaves the server without one.
+_SPREADING_WORKER = "hitcounter.worker.SpreadingGeventWorker"
 worker_class = os.environ.get("HITCOUNTER_WORKER_CLASS", "gevent")
+if worker_class == "gevent":
+    # gunicorn's gevent worker, taking no more than its share of connections (worker.py).
+    worker_class = _SPREADING_WORKER
 workers = _int_env("HITCOUNTER_WORKERS", max(2, _cpus()))
 worker_connections = _int_env("HITCOUNTER_WORKER_CONNECTIONS", 1000)
 threads = _int_env("HITCOUNTER_THREADS", 4)
@@ -113,7 +117,12 @@ _METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def on_starting(server: Any) -> None:
-    """Give the workers an empty metrics directory before the first one forks."""
+    """Before the first worker forks: the board where workers tell how many connections
+    they hold (worker.py), and an empty metrics directory."""
+    if server.cfg.worker_class_str == _SPREADING_WORKER:
+        from hitcounter.worker import ConnectionBoard
+
+        server.hitcounter_board = ConnectionBoard()
     directory = os.environ.get(_METRICS_DIR_ENV)
     if not directory:
         if server.cfg.workers < 2:
@@ -127,6 +136,13 @@ def on_starting(server: Any) -> None:
     # Files of an earlier run belong to processes that are gone: they would be summed in.
     for stale in path.glob("*.db"):
         stale.unlink()
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """In the arbiter: a slot on the connection board for the worker about to fork."""
+    board = getattr(server, "hitcounter_board", None)
+    if board is not None:
+        worker.connection_board, worker.connection_slot = board, board.claim()
 
 
 def post_worker_init(worker: Any) -> None:
@@ -144,7 +160,11 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """Drop a dead worker's live gauges from the metrics (its counters stay summed)."""
+    """A worker is gone: free its board slot; drop its live gauges from the metrics (its
+    counters stay summed)."""
+    board = getattr(server, "hitcounter_board", None)
+    if board is not None:
+        board.release(getattr(worker, "connection_slot", None))
     if os.environ.get(_METRICS_DIR_ENV):
         from prometheus_client import multiprocess
 

@@ -39,7 +39,9 @@ def test_sizes_follow_the_cpus_unless_set(
 ) -> None:
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5})
     conf = load_conf()  # type: ignore[operator]
-    assert (conf.workers, conf.worker_connections, conf.worker_class) == (6, 1000, "gevent")
+    assert (conf.workers, conf.worker_connections) == (6, 1000)
+    # "gevent": gunicorn's gevent worker that takes only its share of connections.
+    assert conf.worker_class == "hitcounter.worker.SpreadingGeventWorker"
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
     assert load_conf().workers == 2  # type: ignore[operator]
     conf = load_conf(
@@ -69,8 +71,9 @@ def no_metrics_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
 
 
-def server(workers: int) -> SimpleNamespace:
-    return SimpleNamespace(cfg=SimpleNamespace(workers=workers))
+def server(workers: int, worker_class: str = "gthread") -> SimpleNamespace:
+    """The arbiter, as the hooks see it."""
+    return SimpleNamespace(cfg=SimpleNamespace(workers=workers, worker_class_str=worker_class))
 
 
 @pytest.mark.usefixtures("no_metrics_dir")
@@ -114,3 +117,28 @@ def test_a_dead_workers_live_gauges_are_dropped(
     assert [p.name for p in tmp_path.iterdir()] == [f"gauge_livesum_{os.getpid()}.db"]
     gunicorn_conf.child_exit(server(workers=2), SimpleNamespace(pid=os.getpid()))
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.usefixtures("no_metrics_dir")
+def test_each_spreading_worker_gets_a_board_slot_of_its_own_until_it_is_gone() -> None:
+    arbiter = server(workers=2, worker_class=gunicorn_conf.worker_class)
+    gunicorn_conf.on_starting(arbiter)
+    workers = [SimpleNamespace(pid=n) for n in range(3)]
+    for worker in workers[:2]:
+        gunicorn_conf.pre_fork(arbiter, worker)
+    assert [w.connection_slot for w in workers[:2]] == [0, 1]
+    assert workers[0].connection_board is arbiter.hitcounter_board
+    gunicorn_conf.child_exit(arbiter, workers[0])
+    gunicorn_conf.pre_fork(arbiter, workers[2])  # its successor takes the freed slot
+    assert workers[2].connection_slot == 0
+    gunicorn_conf.on_exit(arbiter)
+
+
+@pytest.mark.usefixtures("no_metrics_dir")
+def test_other_workers_get_no_board() -> None:
+    arbiter = server(workers=2, worker_class="gthread")
+    gunicorn_conf.on_starting(arbiter)
+    worker = SimpleNamespace(pid=1)
+    gunicorn_conf.pre_fork(arbiter, worker)
+    assert not hasattr(worker, "connection_slot")
+    gunicorn_conf.on_exit(arbiter)
