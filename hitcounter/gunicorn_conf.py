@@ -7,8 +7,9 @@ anything else gunicorn knows can still be set with GUNICORN_CMD_ARGS or the comm
 - HITCOUNTER_BIND        address to listen on (default 0.0.0.0:8080)
 - HITCOUNTER_WORKERS     worker processes (default: the CPUs this process may use, min. 2)
 - HITCOUNTER_WORKER_CONNECTIONS  connections one worker serves at once (default 1000)
-- HITCOUNTER_WORKER_CLASS  gevent (default), or gthread with HITCOUNTER_THREADS threads
-                         per worker (default 4)
+- HITCOUNTER_WORKER_CLASS  gevent (default: hitcounter.worker's gevent worker, which
+                         takes only its share of connections), or gthread with
+                         HITCOUNTER_THREADS threads per worker (default 4)
 - HITCOUNTER_KEEPALIVE   seconds an idle keep-alive connection stays open (default 75)
 - HITCOUNTER_LOG_LEVEL   level of the app's and gunicorn's logs (default INFO)
 - HITCOUNTER_ACCESS_LOG  1 writes one access line per request (default off)
