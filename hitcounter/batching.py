@@ -24,12 +24,6 @@ from typing import Any
 SendBatch = Callable[[Sequence[tuple[list[str], list[Any]]]], list[Any]]
 
 
-def _held_lock() -> threading.Lock:
-    lock = threading.Lock()
-    lock.acquire()
-    return lock
-
-
 # The longest a leader waits for the other ready requests to join its batch.
 MAX_GATHER_SECONDS = 0.002
 

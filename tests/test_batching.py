@@ -103,6 +103,21 @@ results = [g.get() for g in [gevent.spawn(group.call, [], [n]) for n in range(20
 assert results == [n * 10 for n in range(20)], results
 assert batches == [20], batches
 
+# Callers arriving while a batch is in flight wait (on gevent Waiters) and go together
+# in the next one, led by the first of them once the first batch is back.
+batches.clear()
+
+
+def late_callers():
+    gevent.sleep(0.0003)  # the first batch is on its round trip
+    return [gevent.spawn(group.call, [], [n]) for n in range(100, 105)]
+
+
+first = [gevent.spawn(group.call, [], [n]) for n in range(5)]
+late = gevent.spawn(late_callers).get()
+assert [g.get() for g in first + late] == [n * 10 for n in [*range(5), *range(100, 105)]]
+assert batches == [5, 5], batches
+
 # A flood that never lets the loop go idle: the leader still sends, after the bound.
 flooding = True
 
