@@ -30,7 +30,8 @@ from gevent.server import StreamServer
 from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
-# A worker holding this many more connections than the fewest elsewhere leaves new ones.
+# A worker holding more than this many connections above the fewest elsewhere leaves
+# new ones to the others (one above is as even as an odd number allows).
 SLACK = 1
 RETRY_SECONDS = 0.001
 MAX_WAIT_SECONDS = 0.005
