@@ -213,10 +213,11 @@ def redis_stats(client: redis.Redis) -> dict[str, int]:
 def connection_split(server: Server) -> list[int]:
     """The client connections each worker holds, most first.
 
-    gunicorn's workers take connections from one listening socket as each gets to it, so
-    wrk's 32 connections, opened at once, may fall 16/16 or 30/2. The split moves the
-    hit path's figures: a worker's batches can hold no more hits than it has requests in
-    flight. The reference apps do not batch, and hardly notice.
+    gunicorn's workers take connections from one listening socket as each gets to it;
+    the project's gevent workers spread them (hitcounter/worker.py), so wrk's 32,
+    opened at once, fall 16/16 or 17/15 (gunicorn's own worker often left 31/1). The
+    split moves the hit path's figures: a worker's batches can hold no more hits than
+    it has requests in flight. The reference apps do not batch, and hardly notice.
     """
     counts = []
     for worker in server.processes()[1:]:
