@@ -256,15 +256,17 @@ def untimed_redis_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 def wrap_redis_errors(func: Callable[P, R]) -> Callable[P, R]:
     """untimed_redis_errors, with the operation's time in the Redis histogram."""
+    return _timed(func.__name__, untimed_redis_errors(func))
 
-    operation = func.__name__
-    translated = untimed_redis_errors(func)
+
+def _timed(operation: str, func: Callable[P, R]) -> Callable[P, R]:
+    """`func`, each call's time observed in the Redis histogram as `operation`."""
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         started = perf_counter()
         try:
-            return translated(*args, **kwargs)
+            return func(*args, **kwargs)
         finally:
             metrics.observe_redis(operation, perf_counter() - started)
 
@@ -509,7 +511,9 @@ class Store:
         self._hit_script = client.register_script(_lua("hits.lua"))
         self._connection: Any = None
         # Concurrent hits of one process share round trips (see batching.py).
-        self._hits = GroupCommit(self._send_hit_batch)
+        # A batch's round trip is timed as one record_hit (a hit's own wait is its
+        # request's time).
+        self._hits = GroupCommit(_timed("record_hit", self._send_hits))
         # A hit's keys repeat: a site's shared keys change once a minute, a page's once a
         # day. Built once, they cost a lookup per hit instead of a dozen strings.
         self._site_keys = functools.lru_cache(maxsize=256)(self._site_hit_keys)
@@ -540,7 +544,7 @@ class Store:
         if spool.adopt_orphans():
             self._replayer.wake()
 
-    @untimed_redis_errors  # timed per batch, in _send_hit_batch
+    @untimed_redis_errors  # timed per batch (see __init__)
     def record_hit(self, write: HitWrite) -> HitCounts:
         """Apply one hit: counters, buckets, dedupe, rate, cap, in one script call shared
         with whatever other hits of this process are waiting (see batching.py).
@@ -609,15 +613,6 @@ class Store:
         page_bucket, day_bucket = k.buckets(path)
         page_day = k.page_day(site, day, day_bucket)
         return k.pages(site, page_bucket), k.raw(site, page_bucket), page_day
-
-    def _send_hit_batch(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
-        """The group commit's sender: the hits waiting together, timed as one record_hit
-        (a hit's own wait is its request's time)."""
-        started = perf_counter()
-        try:
-            return self._send_hits(calls)
-        finally:
-            metrics.observe_redis("record_hit", perf_counter() - started)
 
     def _send_hits(self, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
         """Number a batch of hits and send it in one round trip, or spool it.

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
+
 from tests.conftest import ADMIN_TOKEN, BROWSER_UA, free_port
 
 
@@ -70,6 +72,21 @@ def gunicorn(env: dict[str, str], *, workers: int = 2) -> Iterator[Gunicorn]:
             process.wait(30)
         os.unlink(log.name)
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def connections_per_worker(master_pid: int, port: int) -> list[int]:
+    """The client connections each worker of a gunicorn holds on `port`, most first.
+
+    gunicorn's workers take connections from one listening socket as each gets to it; the
+    project's gevent workers spread them (hitcounter/worker.py)."""
+    counts = []
+    for worker in psutil.Process(master_pid).children():
+        try:
+            held = worker.net_connections(kind="tcp")
+        except psutil.NoSuchProcess:
+            continue
+        counts.append(sum(1 for c in held if c.status == "ESTABLISHED" and c.laddr.port == port))
+    return sorted(counts, reverse=True)
 
 
 def request(

@@ -49,7 +49,7 @@ import psutil
 import redis
 
 from tests.conftest import ADMIN_TOKEN, BROWSER_UA, RedisServer, free_port
-from tests.servers import request
+from tests.servers import connections_per_worker, request
 
 HERE = Path(__file__).parent
 WRK_SCRIPT = HERE / "hits.lua"
@@ -211,24 +211,13 @@ def redis_stats(client: redis.Redis) -> dict[str, int]:
 
 
 def connection_split(server: Server) -> list[int]:
-    """The client connections each worker holds, most first.
-
-    gunicorn's workers take connections from one listening socket as each gets to it;
-    the project's gevent workers spread them (hitcounter/worker.py), so wrk's 32,
-    opened at once, fall 16/16 or 17/15 (gunicorn's own worker often left 31/1). The
-    split moves the hit path's figures: a worker's batches can hold no more hits than
-    it has requests in flight. The reference apps do not batch, and hardly notice.
+    """The client connections each worker holds, most first: wrk's 32, opened at once,
+    fall 16/16 or 17/15 on the project's gevent workers (gunicorn's own worker often
+    left 31/1). The split moves the hit path's figures: a worker's batches can hold no
+    more hits than it has requests in flight. The reference apps do not batch, and
+    hardly notice.
     """
-    counts = []
-    for worker in server.processes()[1:]:
-        try:
-            connections = worker.net_connections(kind="tcp")
-        except psutil.NoSuchProcess:
-            continue
-        counts.append(
-            sum(1 for c in connections if c.status == "ESTABLISHED" and c.laddr.port == server.port)
-        )
-    return sorted(counts, reverse=True)
+    return connections_per_worker(server.process.pid, server.port)
 
 
 def prepare_site(url: str) -> None:

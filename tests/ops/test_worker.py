@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from hitcounter.worker import (
@@ -18,7 +17,7 @@ from hitcounter.worker import (
     ConnectionBoard,
 )
 from tests.conftest import BROWSER_UA, RedisServer
-from tests.servers import Gunicorn, gunicorn, request
+from tests.servers import Gunicorn, connections_per_worker, gunicorn, request
 
 
 def test_the_board_hands_out_free_slots_and_takes_them_back() -> None:
@@ -101,16 +100,6 @@ def hit_server(tmp_path: Path) -> Iterator[Gunicorn]:
         redis.stop()
 
 
-def connections_per_worker(server: Gunicorn) -> list[int]:
-    counts = []
-    for worker in psutil.Process(server.process.pid).children():
-        held = worker.net_connections(kind="tcp")
-        counts.append(
-            sum(1 for c in held if c.status == "ESTABLISHED" and c.laddr.port == server.port)
-        )
-    return sorted(counts)
-
-
 def burst(port: int, connections: int) -> list[socket.socket]:
     """Open connections all at once (as wrk or a proxy's pool does), then send a pixel
     hit on each and read its answer, keeping them open."""
@@ -137,7 +126,7 @@ def test_a_burst_of_kept_alive_connections_is_spread_over_the_workers(
     for _ in range(3):
         sockets = burst(hit_server.port, 32)
         try:
-            fewer, more = connections_per_worker(hit_server)
+            more, fewer = connections_per_worker(hit_server.process.pid, hit_server.port)
             # Unspread, the first worker awake took nearly all: 31/1 was common.
             assert fewer >= 10, (fewer, more)
             assert fewer + more == 32
