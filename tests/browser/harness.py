@@ -1,12 +1,14 @@
 """Test pages on their own origin, and tabs that record what the snippet sent.
 
 Tests say exactly which hits went out and which did not, without sleeping: a later hit's
-answer shown in the page proves that the earlier requests had left.
+answer shown in the page proves that the earlier requests had left (though not that the
+counter has applied them: `Tab.wait_for_answers` waits for that).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -60,12 +62,15 @@ class Tab:
     page: Any
     counter: str
     sent: list[tuple[str, str]] = field(default_factory=list)  # (beacon|pixel, path)
+    answered: int = 0  # hits sent whose answer has arrived (or that failed)
     page_errors: list[str] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
     console: list[str] = field(default_factory=list)
 
     def watch(self) -> None:
         self.page.on("request", self._on_request)
+        self.page.on("requestfinished", self._on_request_done)
+        self.page.on("requestfailed", self._on_request_done)
         self.page.on("pageerror", lambda error: self.page_errors.append(str(error)))
         self.page.on("console", self._on_console)
 
@@ -77,6 +82,26 @@ class Tab:
             self.sent.append(("beacon", json.loads(request.post_data)["path"]))
         elif parts.path.startswith("/hit/"):
             self.sent.append(("pixel", parse_qs(parts.query)["path"][0]))
+
+    def _on_request_done(self, request: Any) -> None:
+        if self._is_hit(request):
+            self.answered += 1
+
+    @staticmethod
+    def _is_hit(request: Any) -> bool:
+        path = urlsplit(request.url).path
+        return (path == "/api/v1/hit" and request.method == "POST") or path.startswith("/hit/")
+
+    def wait_for_answers(self, seconds: float = 10) -> None:
+        """Wait until every hit sent so far has been answered, so the counter applied it.
+
+        A page's hits travel in parallel: one shown count need not include a hit sent
+        just before it.
+        """
+        deadline = time.monotonic() + seconds
+        while self.answered < len(self.sent):
+            assert time.monotonic() < deadline, f"{len(self.sent) - self.answered} hits unanswered"
+            self.page.wait_for_timeout(20)  # lets Playwright deliver the events
 
     def _on_console(self, message: Any) -> None:
         self.console.append(message.text)
