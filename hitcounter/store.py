@@ -39,6 +39,8 @@ OTHER_PAGE = "(other)"
 # Unions of past days a site keeps (per kind); one pushed out lives 2 s more, then goes.
 KEPT_UNIONS = 4
 REPLACED_UNION_SECONDS = 2
+# How long counted overlaps of zsets are kept after their last change (distinct.lua).
+OVERLAPS_SECONDS = 86400
 # How deep the first read of each zset goes when ranking a sum of zsets.
 TOP_FIRST_DEPTH = 100
 # Of `depth` rows wanted from one day's buckets, each bucket gives this many times its
@@ -82,6 +84,9 @@ class Keys:
     - `{p}:{site}:union:{kind}`   list: the names of the site's kept unions of that kind
     - `{p}:{site}:prepared:{day}` string: one worker's claim to sum the default range's
                                   past days that local day (see warming.py); two days
+    - `{p}:{site}:overlaps`       hash: "<zset a> <zset b>" -> their sizes and how many
+                                  members they share, counted when a range's distinct
+                                  pages or referrers were (distinct.lua); a day
 
     Day keys expire after the retention period; all-time keys never do.
 
@@ -195,6 +200,9 @@ class Keys:
 
     def prepared(self, site: str, day: str) -> str:
         return f"{self._site(site)}:prepared:{day}"
+
+    def overlaps(self, site: str) -> str:
+        return f"{self._site(site)}:overlaps"
 
     def all_of_site(self, site: str) -> str:
         """A SCAN pattern matching every key of one site."""
@@ -528,6 +536,7 @@ class Store:
         self.replay_seconds = 30 * 86400
         self._drop_script = client.register_script(_lua("drop.lua"))
         self._count_pages_script = client.register_script(_lua("count_pages.lua"))
+        self._distinct_script = client.register_script(_lua("distinct.lua"))
 
     # -- the hit path -------------------------------------------------------------------
 
@@ -868,7 +877,7 @@ class Store:
     ) -> RangeSummary:
         """Read a range's day hashes, visitors, distinct pages and all-time totals."""
         k = self.keys
-        pages = self._distinct(self._parts(site, "pages", days, today, cache_seconds))
+        pages = self._distinct(site, self._parts(site, "pages", days, today, cache_seconds))
         pipe = self.redis.pipeline(transaction=False)
         for day in days:
             pipe.hgetall(k.day(site, day))
@@ -926,7 +935,8 @@ class Store:
     ) -> tuple[int, list[tuple[str, int]]]:
         """Return how many pages (kind "pages") or referring hosts ("referrers") had hits
         in the days, and one slice of them by hits."""
-        return self._top(self._parts(site, kind, days, today, cache_seconds), offset, limit)
+        parts = self._parts(site, kind, days, today, cache_seconds)
+        return self._top(site, parts, offset, limit)
 
     # Summing a range's day zsets with ZUNIONSTORE costs time in proportion to all their
     # members (about 140 ms for 30 days of 10,000 pages each), however few rows are read.
@@ -979,9 +989,10 @@ class Store:
         self, site: str, days: Sequence[str], *, today: str, keep_seconds: int
     ) -> None:
         """Sum the range's past days (pages and referrers) now and keep the sums for
-        `keep_seconds`, so that the range's first read finds them made."""
+        `keep_seconds`, so that the range's first read finds them made; and count their
+        overlaps with today's zsets, so that it counts again only those changed since."""
         for kind in ("pages", "referrers"):
-            self._parts(site, kind, days, today, keep_seconds, extend=True)
+            self._distinct(site, self._parts(site, kind, days, today, keep_seconds, extend=True))
 
     def _past_union(
         self,
@@ -1041,21 +1052,24 @@ class Store:
                     found[n][i] = score
         return found
 
-    def _distinct(self, parts: Sequence[Part]) -> int:
+    def _distinct(self, site: str, parts: Sequence[Part]) -> int:
         """Count the distinct members of the parts' zsets (the keys of one part are disjoint)."""
+        if len(parts) == 2:
+            # |A or B| = |A| + |B| - |A and B|, and A and B share members only between
+            # keys that can (the same bucket, or any key of an unbucketed part); the
+            # script keeps each pair's overlap until either key changes.
+            keys = [*parts[0].keys, *parts[1].keys]
+            index = {key: n for n, key in enumerate(keys, start=2)}  # KEYS[1] is the memo
+            pairs = [index[key] for pair in parts[0].pairs(parts[1]) for key in pair]
+            return int(
+                self._distinct_script(
+                    keys=[self.keys.overlaps(site), *keys], args=[OVERLAPS_SECONDS, *pairs]
+                )
+            )
         pipe = self.redis.pipeline(transaction=False)
         for part in parts:
             for key in part.keys:
                 pipe.zcard(key)
-        cards = sum(len(part.keys) for part in parts)
-        if len(parts) == 2:
-            # |A or B| = |A| + |B| - |A and B|, and A and B share members only between
-            # keys that can (the same bucket, or any key of an unbucketed part): ZINTERCARD
-            # counts without building a set.
-            for a, b in parts[0].pairs(parts[1]):
-                pipe.execute_command("ZINTERCARD", 2, a, b)
-            results = pipe.execute()
-            return sum(int(n) for n in results[:cards]) - sum(int(n) for n in results[cards:])
         counts = [int(n) for n in pipe.execute()]
         first = sum(counts[: len(parts[0].keys)])
         if len(parts) == 1:
@@ -1072,11 +1086,11 @@ class Store:
         return first + sum(1 for score in known if score is None)
 
     def _top(
-        self, parts: Sequence[Part], offset: int, limit: int
+        self, site: str, parts: Sequence[Part], offset: int, limit: int
     ) -> tuple[int, list[tuple[str, int]]]:
         if len(parts) == 1:
             return self._top_of_part(parts[0], offset, limit)
-        return self._distinct(parts), self._top_of_sum(parts, offset, limit)
+        return self._distinct(site, parts), self._top_of_sum(parts, offset, limit)
 
     def _top_of_part(
         self, part: Part, offset: int, limit: int
@@ -1160,7 +1174,9 @@ class Store:
 
     @wrap_redis_errors
     def forget_unions(self, site: str) -> None:
-        """Drop the site's cached unions (after an import changed past days)."""
+        """Drop the site's cached unions and counted overlaps (after an import changed
+        past days, perhaps without changing their sizes)."""
+        self.redis.unlink(self.keys.overlaps(site))
         for kind in ("pages", "referrers"):
             pointer = self.keys.union_pointer(site, kind)
             for name in self.redis.lrange(pointer, 0, -1):

@@ -12,27 +12,33 @@ random, or Zipf-like with --shape zipf), a HyperLogLog of visitors and a referre
 Every request goes through the Flask app (routing, auth, JSON), so the figures are what a
 client sees minus the network.
 
-Three tables: "cold", with the sum of the range's past days never kept (every request
+Four tables: "cold", with the sum of the range's past days never kept (every request
 runs ZUNIONSTORE over them), as the first read of a range each day sees it; "warm", with
 that sum kept (STATS_CACHE_SECONDS, an hour by default), as every read after the first of
 the day sees it: then only today's zset is combined with it, by the threshold algorithm in
 Store._top_of_sum; and "prepared": the first read of the default range on a new day,
 after a worker's RangeWarmer summed its past days in the background (warming.py), with
-the time that preparation took.
+the time that preparation took; and "warm, new pages": warm reads, each after one new
+page (or one in each of today's 16 buckets) had its first hit today, so that the count of
+the range's distinct pages must recount the overlap of the changed buckets with the kept
+sum (distinct.lua keeps the others'); with no new pages between reads, as in "warm",
+nothing is recounted.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hitcounter import create_app
-from hitcounter.store import DayRestore, Store
+from hitcounter.store import DayRestore, Keys, Store
 from hitcounter.warming import RangeWarmer
 from tests.conftest import ADMIN, ADMIN_TOKEN, add_site, spawn_redis
 
@@ -86,10 +92,14 @@ def seed(client: object, site: str, pages: int, rng: random.Random, shape: str) 
         store.restore_day(site, day, restore)
 
 
-def measure(client: object, url: str, repeat: int) -> tuple[float, float]:
-    """Median and 95th percentile latency of one URL, in milliseconds."""
+def measure(
+    client: object, url: str, repeat: int, before: Callable[[], object] = lambda: None
+) -> tuple[float, float]:
+    """Median and 95th percentile latency of one URL, in milliseconds (`before` runs
+    before each request, untimed)."""
     timings = []
     for _ in range(repeat):
+        before()
         started = time.perf_counter()
         response = client.get(url, headers=ADMIN)  # type: ignore[attr-defined]
         timings.append((time.perf_counter() - started) * 1000)
@@ -114,8 +124,9 @@ def first_reads_prepared(
     for _ in range(repeat):
         for endpoint in PREPARED_ENDPOINTS:
             # A new day: no sums kept, no claim taken; then the worker's look.
-            for pattern in (f"hc:{{{site}}}:union:*", f"hc:{{{site}}}:prepared:*"):
-                for key in list(redis_client.scan_iter(match=pattern)):
+            patterns = ["union:*", "prepared:*", "overlaps"]
+            for pattern in patterns:
+                for key in list(redis_client.scan_iter(match=f"hc:{{{site}}}:{pattern}")):
                     redis_client.delete(key)
             started = time.perf_counter()
             assert RangeWarmer(services.store, services.sites).run_once() != []
@@ -127,6 +138,29 @@ def first_reads_prepared(
     out = {e: (statistics.median(t), max(t)) for e, t in reads.items()}
     out["preparation (background)"] = (statistics.median(preparations), max(preparations))
     return out
+
+
+# The endpoints that count the range's distinct pages, read after new pages arrived.
+NEW_PAGE_ENDPOINTS = ["stats", "pages?limit=10"]
+NEW_PATHS = (f"/new/{n}/" for n in itertools.count())
+
+
+def new_pages_today(client: object, site: str, buckets: int) -> Callable[[], object]:
+    """A function that gives `buckets` new paths (one in each of as many day buckets)
+    their first hit today, as the hit script would add them to today's buckets."""
+    store = Store(client)
+    today = datetime.now(UTC).date().isoformat()
+
+    def add() -> None:
+        wanted = set(range(buckets))
+        while wanted:
+            path = next(NEW_PATHS)
+            bucket = Keys.day_bucket(path)
+            if bucket in wanted:
+                wanted.discard(bucket)
+                store.redis.zincrby(store.keys.page_day(site, today, bucket), 1, path)
+
+    return add
 
 
 def main() -> None:
@@ -172,6 +206,16 @@ def main() -> None:
                         measure(client, url, 3)  # warm up the app (and, when warm, the cache)
                         results[mode, pages][endpoint] = measure(client, url, args.repeat)
                     if mode == "warm":
+                        results["new pages", pages] = {
+                            f"{endpoint}, {n} new": measure(
+                                client,
+                                f"/api/v1/sites/{site}/{endpoint}",
+                                args.repeat,
+                                new_pages_today(server.client(), site, n),
+                            )
+                            for n in (1, Keys.DAY_BUCKETS)
+                            for endpoint in NEW_PAGE_ENDPOINTS
+                        }
                         results["prepared", pages] = first_reads_prepared(
                             app, client, site, max(3, args.repeat // 8)
                         )
@@ -182,10 +226,12 @@ def main() -> None:
         f"\nlatency in ms (median / p95 of {args.repeat}), default range = last {DAYS} days, "
         f"{args.shape} day scores"
     )
-    for mode in ("cold", "warm", "prepared"):
+    for mode in ("cold", "warm", "new pages", "prepared"):
         print(f"\n{mode:40} {small:>9,} pages {large:>11,} pages   ratio")
         if mode == "prepared":
             print("(median / max of the first reads on new days)")
+        if mode == "new pages":
+            print("(warm reads, each after new pages today in 1 or in all 16 day buckets)")
         for endpoint in results[mode, small]:
             s_med, s_p95 = results[mode, small][endpoint]
             l_med, l_p95 = results[mode, large][endpoint]

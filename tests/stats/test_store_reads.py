@@ -8,6 +8,7 @@ import fakeredis
 import pytest
 
 from hitcounter.store import KEPT_UNIONS, Part, Store
+from tests.conftest import RedisServer
 
 
 def brute_force(store: Store, keys: list[str]) -> list[tuple[str, int]]:
@@ -52,14 +53,14 @@ def test_ranked_sum_matches_a_full_union(seed: int) -> None:
     slices = [(0, 10), (0, 1), (3, 7), (95, 20), (0, 1000), (len(expected), 5)]
     for offset, limit in slices:
         assert store._top_of_sum(parts, offset, limit) == expected[offset : offset + limit]
-    assert store._distinct(parts) == len(expected)
+    assert store._distinct("s", parts) == len(expected)
     # One part alone (one zset, or one day's buckets: merged, not summed).
     for part in parts:
         alone = brute_force(store, list(part.keys))
-        assert store._distinct([part]) == len(alone)
+        assert store._distinct("s", [part]) == len(alone)
         for offset, limit in slices:
             want = (len(alone), alone[offset : offset + limit])
-            assert store._top([part], offset, limit) == want
+            assert store._top("s", [part], offset, limit) == want
 
 
 def test_range_reads_keep_only_a_few_unions() -> None:
@@ -79,3 +80,70 @@ def test_range_reads_keep_only_a_few_unions() -> None:
     store.forget_unions("s")
     # What is left are unions pushed out moments ago, about to go.
     assert all(0 < store.redis.ttl(k) <= 2 for k in store.redis.keys("*union*"))
+
+
+def a_union_and_today(store: Store, rng: random.Random) -> tuple[list[Part], list[str]]:
+    """A kept union of past days (one zset) and today's buckets, as a range read has them."""
+    paths = [f"/p{n}" for n in range(400)]
+    union = Part((store.keys.union("s", "pages", "2026-01-01", "2026-01-29"),))
+    today = Part(tuple(store.keys.page_days("s", "2026-01-30")), bucketed=True)
+    for path in rng.sample(paths, 300):
+        store.redis.zadd(union.keys[0], {path: rng.randint(1, 50)})
+    for path in rng.sample(paths, 60):
+        store.redis.zadd(today.key_of(path), {path: 1})
+    return [union, today], paths
+
+
+def distinct(store: Store, parts: list[Part]) -> int:
+    return len(brute_force(store, [key for part in parts for key in part.keys]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_distinct_count_stays_exact_as_today_grows(seed: int) -> None:
+    """The overlaps kept between reads never stand in for ones that changed."""
+    rng = random.Random(seed)
+    store = Store(fakeredis.FakeRedis())
+    parts, paths = a_union_and_today(store, rng)
+    for _ in range(40):
+        assert store._distinct("s", parts) == distinct(store, parts)
+        # New pages today (some in the union, some not), or more hits on known ones.
+        for path in rng.sample(paths, rng.choice([0, 1, 5])):
+            store.redis.zincrby(parts[1].key_of(path), 1, path)
+    assert store.redis.hlen(store.keys.overlaps("s")) > 0
+
+
+def test_forgetting_unions_forgets_their_overlaps() -> None:
+    """An import may swap a past day's pages for as many others: the sizes stay, the
+    overlap does not, so the import's forget_unions drops what was counted."""
+    store = Store(fakeredis.FakeRedis())
+    parts, _ = a_union_and_today(store, random.Random(1))
+    union = parts[0].keys[0]
+    before = store._distinct("s", parts)
+    today_members = {m for key in parts[1].keys for m in store.redis.zrange(key, 0, -1)}
+    shared = [m for m in store.redis.zrange(union, 0, -1) if m in today_members]
+    assert shared
+    store.redis.zrem(union, *shared)
+    store.redis.zadd(union, {f"/new{n}": 1 for n in range(len(shared))})
+    store.forget_unions("s")  # as an import does after writing
+    assert store._distinct("s", parts) == distinct(store, parts) == before + len(shared)
+
+
+def zintercards(server: RedisServer) -> int:
+    stats = server.client().info("commandstats").get("cmdstat_zintercard", {})
+    return int(stats.get("calls", 0))
+
+
+def test_a_read_counts_again_only_the_buckets_that_changed(redis_server: RedisServer) -> None:
+    client = redis_server.client()
+    client.flushall()
+    store = Store(client)
+    parts, _ = a_union_and_today(store, random.Random(2))
+    filled = sum(1 for key in parts[1].keys if client.zcard(key) > 0)
+    client.config_resetstat()
+    assert store._distinct("s", parts) == distinct(store, parts)
+    assert zintercards(redis_server) == filled
+    assert store._distinct("s", parts) == distinct(store, parts)
+    assert zintercards(redis_server) == filled  # nothing changed, nothing counted again
+    store.redis.zincrby(parts[1].key_of("/new"), 1, "/new")  # a new page today
+    assert store._distinct("s", parts) == distinct(store, parts)
+    assert zintercards(redis_server) == filled + 1

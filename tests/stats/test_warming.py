@@ -106,6 +106,9 @@ def test_a_prepared_range_is_read_without_summing_again(fake_store: Store, tmp_p
     union = f"hc:{{blog}}:union:pages:{first}:{last}"
     kept = fake_store.redis.ttl(union)
     assert kept > 3600  # until the next midnight, longer than a read keeps its own sums
+    # Its overlaps with today's zsets are counted too: the read counts none of them again.
+    counted = {f.decode().split(" ")[0] for f in fake_store.redis.hkeys("hc:{blog}:overlaps")}
+    assert counted == {union, f"hc:{{blog}}:union:referrers:{first}:{last}"}
     warm = get_json(client, "/api/v1/sites/blog/pages?limit=10", headers=ADMIN)
     assert warm == cold
     # The read merged the kept sum with today: one it made would be kept for an hour.
