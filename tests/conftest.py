@@ -25,7 +25,7 @@ from flask.testing import FlaskClient
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from hitcounter import create_app
-from hitcounter.store import Store, connect
+from hitcounter.store import RESP_PROTOCOL, Store, connect
 from tests.cluster.nodes import RedisClusterNodes, redis_cluster_available, spawn_redis_cluster
 from tests.spawn import wait_for_ping
 
@@ -67,7 +67,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def fake_store() -> Store:
-    return Store(fakeredis.FakeRedis(server=fakeredis.FakeServer()))
+    return Store(fakeredis.FakeRedis(server=fakeredis.FakeServer(), protocol=RESP_PROTOCOL))
 
 
 def make_app(store: Store, tmp_path: Path, **config: Any) -> Flask:
