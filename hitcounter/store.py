@@ -79,9 +79,10 @@ class Keys:
                                   applied, for writers (worker processes with a spool)
                                   started that day; expires SPOOL_REPLAY_DAYS after its
                                   first field, so it holds one field per worker start
-    - `{p}:{site}:union:{kind}:{first}:{last}`  zset: the sum of past days' pday (kind
-                                  `pages`) or ref (`referrers`) zsets, kept for a while
-    - `{p}:{site}:union:{kind}`   list: the names of the site's kept unions of that kind
+    - `{p}:{site}:union:pages:{first}:{last}:{b}`  zset: the sum of past days' pday
+                                  zsets of day bucket `b`, kept for a while
+    - `{p}:{site}:union:referrers:{first}:{last}`  zset: the sum of past days' ref zsets
+    - `{p}:{site}:union:{kind}`   list: the keys of the site's kept unions of that kind
     - `{p}:{site}:prepared:{day}` string: one worker's claim to sum the default range's
                                   past days that local day (see warming.py); two days
     - `{p}:{site}:overlaps`       hash: "<zset a> <zset b>" -> their sizes and how many
@@ -192,8 +193,12 @@ class Keys:
     def applied(self, site: str, writer_day: str) -> str:
         return f"{self._site(site)}:applied:{writer_day}"
 
-    def union(self, site: str, kind: str, first: str, last: str) -> str:
-        return f"{self._site(site)}:union:{kind}:{first}:{last}"
+    def union(self, site: str, kind: str, first: str, last: str) -> list[str]:
+        """The keys of one union: a day bucket each for pages, one key for referrers."""
+        name = f"{self._site(site)}:union:{kind}:{first}:{last}"
+        if kind == "pages":
+            return [f"{name}:{b}" for b in range(self.DAY_BUCKETS)]
+        return [name]
 
     def union_pointer(self, site: str, kind: str) -> str:
         return f"{self._site(site)}:union:{kind}"
@@ -968,10 +973,14 @@ class Store:
         live = [day_part(day) for day in days if day >= today]
         if len(past_days) <= 1:
             return [day_part(day) for day in past_days] + live
-        keys = [key for day in past_days for key in day_part(day).keys]
-        first, last = past_days[0], past_days[-1]
-        union = self._past_union(site, kind, keys, first, last, cache_seconds, extend=extend)
-        return [Part((union,)), *live]
+        past = [day_part(day) for day in past_days]
+        # Bucket b of the union sums bucket b of each day (a part has one key or buckets).
+        sums = [
+            (dest, [part.keys[b] for part in past])
+            for b, dest in enumerate(k.union(site, kind, past_days[0], past_days[-1]))
+        ]
+        kept = self._past_union(site, kind, sums, cache_seconds, extend=extend)
+        return [Part(tuple(kept), bucketed=past[0].bucketed), *live]
 
     @wrap_redis_errors
     def claim_preparation(self, site: str, day: str) -> bool:
@@ -998,42 +1007,56 @@ class Store:
         self,
         site: str,
         kind: str,
-        keys: Sequence[str],
-        first: str,
-        last: str,
+        sums: Sequence[tuple[str, Sequence[str]]],
         cache_seconds: int,
         *,
         extend: bool = False,
-    ) -> str:
-        """Return a key holding the sum of past days' zsets, made now or kept from before
-        (with `extend`, one kept from before is then kept at least `cache_seconds`).
+    ) -> list[str]:
+        """Return keys holding the sums of past days' zsets (each `(key, the zsets it
+        sums)`), made now or kept from before (with `extend`, ones kept from before are
+        then kept at least `cache_seconds`).
+
+        One ZUNIONSTORE per day bucket, not one for all: Redis serves other clients
+        between them, so a big site's sum stalls hits for a bucket's share of its time.
 
         A site keeps its few most recent unions of each kind (KEPT_UNIONS); an older one
         lingers two seconds for reads already using it, then goes, so asking for many
         ranges cannot fill Redis. An import that changes past days forgets them all.
         """
-        cached = self.keys.union(site, kind, first, last)
+        keys = [key for key, _ in sums]
         pointer = self.keys.union_pointer(site, kind)
-        # Reuse only with a second to spare, so it cannot expire between here and the read.
-        if cache_seconds > 0 and int(self.redis.pttl(cached)) > 1000:
-            if extend:
-                # A reader made it, to keep for less time (STATS_CACHE_SECONDS).
-                self.redis.expire(cached, cache_seconds, gt=True)
-            return cached
+        if cache_seconds > 0:
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.pttl(key)
+            ttls = [int(ttl) for ttl in pipe.execute()]
+            # A bucket that sums to nothing is no key (-2); the others were all made
+            # together. Reuse only with a second to spare, so none expires before the read.
+            made = [ttl for ttl in ttls if ttl != -2]
+            if made and min(made) > 1000:
+                if extend:
+                    # A reader made them, to keep for less time (STATS_CACHE_SECONDS).
+                    pipe = self.redis.pipeline(transaction=False)
+                    for key in keys:
+                        pipe.expire(key, cache_seconds, gt=True)
+                    pipe.execute()
+                return keys
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zunionstore(cached, list(keys))
-        pipe.expire(cached, max(cache_seconds, REPLACED_UNION_SECONDS))
-        pipe.lrem(pointer, 0, cached)
-        pipe.lpush(pointer, cached)
-        pipe.lrange(pointer, KEPT_UNIONS, -1)
-        pipe.ltrim(pointer, 0, KEPT_UNIONS - 1)
-        evicted = pipe.execute()[4]
+        for key, sources in sums:
+            pipe.zunionstore(key, list(sources))
+            pipe.expire(key, max(cache_seconds, REPLACED_UNION_SECONDS))
+            pipe.lrem(pointer, 0, key)
+        pipe.lpush(pointer, *keys)
+        # The pointer lists keys; each union of this kind has len(keys) of them.
+        pipe.lrange(pointer, KEPT_UNIONS * len(keys), -1)
+        pipe.ltrim(pointer, 0, KEPT_UNIONS * len(keys) - 1)
+        evicted = pipe.execute()[-2]
         if evicted:
             pipe = self.redis.pipeline(transaction=False)
             for name in evicted:
                 pipe.expire(_text(name), REPLACED_UNION_SECONDS)
             pipe.execute()
-        return cached
+        return keys
 
     def _scores(self, asks: Sequence[tuple[Part, Sequence[Any]]]) -> list[list[Any]]:
         """Look members up in parts, in one round trip: for each (part, members) asked,

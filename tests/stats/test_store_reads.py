@@ -75,20 +75,27 @@ def test_range_reads_keep_only_a_few_unions() -> None:
         )
         assert total == len(days) - start + 1
         assert rows[0] == ("/a", len(days) - start)
-    unions = [k for k in store.redis.keys("*union:pages:*") if store.redis.ttl(k) > 2]
-    assert len(unions) == KEPT_UNIONS
+    kept = [k for k in store.redis.keys("*union:pages:*:*") if store.redis.ttl(k) > 2]
+    assert len({key.rsplit(b":", 1)[0] for key in kept}) == KEPT_UNIONS  # one key a bucket
     store.forget_unions("s")
     # What is left are unions pushed out moments ago, about to go.
     assert all(0 < store.redis.ttl(k) <= 2 for k in store.redis.keys("*union*"))
 
 
-def a_union_and_today(store: Store, rng: random.Random) -> tuple[list[Part], list[str]]:
-    """A kept union of past days (one zset) and today's buckets, as a range read has them."""
+def a_union_and_today(
+    store: Store, rng: random.Random, kind: str = "pages"
+) -> tuple[list[Part], list[str]]:
+    """A kept union of past days and today's zsets, as a range read has them: for pages
+    a key per day bucket of each, for referrers one key of each."""
     paths = [f"/p{n}" for n in range(400)]
-    union = Part((store.keys.union("s", "pages", "2026-01-01", "2026-01-29"),))
-    today = Part(tuple(store.keys.page_days("s", "2026-01-30")), bucketed=True)
+    union_keys = store.keys.union("s", kind, "2026-01-01", "2026-01-29")
+    if kind == "pages":
+        union = Part(tuple(union_keys), bucketed=True)
+        today = Part(tuple(store.keys.page_days("s", "2026-01-30")), bucketed=True)
+    else:
+        union, today = Part(tuple(union_keys)), Part((store.keys.referrers("s", "2026-01-30"),))
     for path in rng.sample(paths, 300):
-        store.redis.zadd(union.keys[0], {path: rng.randint(1, 50)})
+        store.redis.zadd(union.key_of(path), {path: rng.randint(1, 50)})
     for path in rng.sample(paths, 60):
         store.redis.zadd(today.key_of(path), {path: 1})
     return [union, today], paths
@@ -98,12 +105,13 @@ def distinct(store: Store, parts: list[Part]) -> int:
     return len(brute_force(store, [key for part in parts for key in part.keys]))
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_distinct_count_stays_exact_as_today_grows(seed: int) -> None:
+@pytest.mark.parametrize("kind", ["pages", "referrers"])
+@pytest.mark.parametrize("seed", range(4))
+def test_distinct_count_stays_exact_as_today_grows(seed: int, kind: str) -> None:
     """The overlaps kept between reads never stand in for ones that changed."""
     rng = random.Random(seed)
     store = Store(fakeredis.FakeRedis())
-    parts, paths = a_union_and_today(store, rng)
+    parts, paths = a_union_and_today(store, rng, kind)
     for _ in range(40):
         assert store._distinct("s", parts) == distinct(store, parts)
         # New pages today (some in the union, some not), or more hits on known ones.
@@ -116,7 +124,7 @@ def test_forgetting_unions_forgets_their_overlaps() -> None:
     """An import may swap a past day's pages for as many others: the sizes stay, the
     overlap does not, so the import's forget_unions drops what was counted."""
     store = Store(fakeredis.FakeRedis())
-    parts, _ = a_union_and_today(store, random.Random(1))
+    parts, _ = a_union_and_today(store, random.Random(1), "referrers")
     union = parts[0].keys[0]
     before = store._distinct("s", parts)
     today_members = {m for key in parts[1].keys for m in store.redis.zrange(key, 0, -1)}
@@ -138,7 +146,8 @@ def test_a_read_counts_again_only_the_buckets_that_changed(redis_server: RedisSe
     client.flushall()
     store = Store(client)
     parts, _ = a_union_and_today(store, random.Random(2))
-    filled = sum(1 for key in parts[1].keys if client.zcard(key) > 0)
+    pairs = zip(*(part.keys for part in parts), strict=True)
+    filled = sum(1 for a, b in pairs if client.zcard(a) and client.zcard(b))
     client.config_resetstat()
     assert store._distinct("s", parts) == distinct(store, parts)
     assert zintercards(redis_server) == filled
