@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, Response, make_response, render_template, request, url_for
@@ -20,7 +19,6 @@ bp = Blueprint("dashboard", __name__)
 
 TOP_PAGES = 20
 TOP_REFERRERS = 10
-QUICK_RANGES = (7, 30, 90)
 # No script at all; inline styles only; the token in the URL never leaves in a Referer.
 HEADERS = {
     "Content-Security-Policy": (
@@ -79,11 +77,8 @@ def show(site: str) -> Response:
     series = stats.timeseries(store, found, span, interval="day", path=None)
     points = [ChartPoint(p["date"], p["hits"], p["visitors"]) for p in series["points"]]
     token = request.args.get("token") or None
-    today = stats.today(found)
-    quick = [
-        (days, range_link(found, (today - timedelta(days=days - 1)).isoformat(), str(today), token))
-        for days in QUICK_RANGES
-    ]
+    spans = [(days, stats.last_days(found, days)) for days in stats.QUICK_RANGES]
+    quick = [(days, range_link(found, str(s.start), str(s.end), token)) for days, s in spans]
     page = render_template(
         "dashboard.html",
         error=None,

@@ -19,6 +19,9 @@ from hitcounter.sites import Site
 from hitcounter.store import Store
 
 DEFAULT_DAYS = 30
+# The ranges, in days up to today, the dashboard links to. Workers sum their past days
+# after each site's midnight, ahead of the day's first read (warming.py).
+QUICK_RANGES = (7, DEFAULT_DAYS, 90)
 # Day keys live 400 days by default: a longer range could only add zeros.
 MAX_RANGE_DAYS = 400
 # An hourly series has 24 points a day; a month of them is plenty for one answer.
@@ -88,6 +91,12 @@ def parse_range(
     if (last - first).days + 1 > max_days:
         raise InvalidInput(f"the range may span at most {max_days} days")
     return DateRange(first, last)
+
+
+def last_days(site: Site, count: int, now: datetime | None = None) -> DateRange:
+    """The `count` days up to the site's today."""
+    end = today(site, now)
+    return DateRange(_days_before(end, count - 1), end)
 
 
 def _days_before(day: date, count: int) -> date:

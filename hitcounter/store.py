@@ -36,8 +36,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 OTHER_PAGE = "(other)"
-# Unions of past days a site keeps (per kind); one pushed out lives 2 s more, then goes.
-KEPT_UNIONS = 4
+# Unions of past days a site keeps (per kind): the dashboard's three quick ranges,
+# prepared daily, and a few of readers' own; one pushed out lives 2 s more, then goes.
+KEPT_UNIONS = 6
 REPLACED_UNION_SECONDS = 2
 # How long counted overlaps of zsets are kept after their last change (distinct.lua).
 OVERLAPS_SECONDS = 86400
@@ -83,7 +84,7 @@ class Keys:
                                   zsets of day bucket `b`, kept for a while
     - `{p}:{site}:union:referrers:{first}:{last}`  zset: the sum of past days' ref zsets
     - `{p}:{site}:union:{kind}`   list: the keys of the site's kept unions of that kind
-    - `{p}:{site}:prepared:{day}` string: one worker's claim to sum the default range's
+    - `{p}:{site}:prepared:{day}` string: one worker's claim to sum the quick ranges'
                                   past days that local day (see warming.py); two days
     - `{p}:{site}:overlaps`       hash: "<zset a> <zset b>" -> their sizes and how many
                                   members they share, counted when a range's distinct
@@ -985,7 +986,7 @@ class Store:
     @wrap_redis_errors
     def claim_preparation(self, site: str, day: str) -> bool:
         """True for the one caller, among all processes, that should prepare the site's
-        default range on that local day (see prepare_range)."""
+        quick ranges on that local day (see prepare_range)."""
         return bool(self.redis.set(self.keys.prepared(site, day), 1, nx=True, ex=2 * 86400))
 
     @wrap_redis_errors

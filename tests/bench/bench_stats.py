@@ -16,9 +16,10 @@ Four tables: "cold", with the sum of the range's past days never kept (every req
 runs ZUNIONSTORE over them), as the first read of a range each day sees it; "warm", with
 that sum kept (STATS_CACHE_SECONDS, an hour by default), as every read after the first of
 the day sees it: then only today's zset is combined with it, by the threshold algorithm in
-Store._top_of_sum; and "prepared": the first read of the default range on a new day,
-after a worker's RangeWarmer summed its past days in the background (warming.py), with
-the time that preparation took; and "warm, new pages": warm reads, each after one new
+Store._top_of_sum; "prepared": the first read of the default range on a new day, after
+a worker's RangeWarmer summed the past days of the dashboard's quick ranges (7, 30 and
+90 days; here all 30 days hold data) in the background (warming.py), with the time that
+preparation took; and "warm, new pages": warm reads, each after one new
 page (or one in each of today's 16 buckets) had its first hit today, so that the count of
 the range's distinct pages must recount the overlap of the changed buckets with the kept
 sum (distinct.lua keeps the others'); with no new pages between reads, as in "warm",

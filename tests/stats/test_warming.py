@@ -53,9 +53,9 @@ def pages_union(first: str, last: str, path: str = "/") -> str:
     return Keys().union("blog", "pages", first, last)[Keys.day_bucket(path)]
 
 
-def past_range() -> tuple[str, str]:
-    """The first and last past day of the default range (the 30 days up to today)."""
-    return (NOW.date() - timedelta(days=29)).isoformat(), (
+def past_range(days: int = 30) -> tuple[str, str]:
+    """The first and last past day of the `days` up to today (30: the default range)."""
+    return (NOW.date() - timedelta(days=days - 1)).isoformat(), (
         NOW.date() - timedelta(days=1)
     ).isoformat()
 
@@ -75,10 +75,12 @@ def test_one_of_many_workers_prepares_each_site_once_a_day(
     assert sorted(prepared[0]) == ["blog", "docs"]  # the first to look claims both
     assert prepared[1:] == [[], []]
     first, last = past_range()
-    assert union_names(fake_store, "blog") == [
-        f"hc:{{blog}}:union:pages:{first}:{last}",
-        f"hc:{{blog}}:union:referrers:{first}:{last}",
-    ]
+    # The dashboard's quick ranges: the last 7, 30 and 90 days.
+    assert union_names(fake_store, "blog") == sorted(
+        f"hc:{{blog}}:union:{kind}:{start}:{end}"
+        for kind in ("pages", "referrers")
+        for start, end in (past_range(7), past_range(30), past_range(90))
+    )
     # Kept until the site's next midnight, and a little more.
     midnight = datetime.combine(NOW.date() + timedelta(days=1), datetime.min.time(), UTC)
     ttl = fake_store.redis.ttl(pages_union(first, last))
@@ -88,7 +90,7 @@ def test_one_of_many_workers_prepares_each_site_once_a_day(
     # Later the same day: nobody looks again, nothing is rebuilt.
     fake_store.redis.delete(*Keys().union("blog", "pages", first, last))
     assert [worker.run_once(NOW + timedelta(hours=3)) for worker in workers] == [[], [], []]
-    assert len(union_names(fake_store, "blog")) == 1
+    assert len(union_names(fake_store, "blog")) == 5
 
     # Half an hour past midnight UTC: blog's day turned; in Auckland (UTC+13 in summer)
     # it is 13:30 on the day it was at NOW already.
