@@ -14,6 +14,14 @@ the fewest of the others leaves a pending connection to them for a millisecond, 
 takes it itself once it has waited MAX_WAIT_SECONDS (the others may be busy or stuck):
 a new connection waits at most that long, and only while the workers are uneven. A
 worker still starting or already leaving shows as away, so nobody waits for it.
+
+Spreading at accept time still leaves workers uneven when the others could not take
+their share then: a burst arriving while they were still closing a previous client's
+connections (16 opened just after wrk's 32 closed fell 16/0 in two of eight tries), or
+a worker started later (after a crash, or `kill -TTIN`) that nobody connects to. So a worker holding
+more than SHED_SLACK above the fewest elsewhere answers one request with "Connection:
+close", at most one every SHED_EVERY_SECONDS: its client reconnects, and the accept
+policy leaves the new connection to a worker holding fewer.
 """
 
 from __future__ import annotations
@@ -35,6 +43,10 @@ from gunicorn.workers.ggevent import GeventWorker
 SLACK = 1
 RETRY_SECONDS = 0.001
 MAX_WAIT_SECONDS = 0.005
+# Closing a kept-alive connection costs its client a reconnect: only when clearly uneven
+# (accepting keeps workers within SLACK), and a few times a second at most.
+SHED_SLACK = 2
+SHED_EVERY_SECONDS = 0.05
 SLOTS = 64
 _FREE = -1
 AWAY = 2**62  # a worker not accepting (starting or leaving): nobody leaves it connections
@@ -95,6 +107,7 @@ class AcceptPolicy:
         self.clock = clock
         self._waiting_since = 0.0
         self._last_wait = float("-inf")
+        self._last_shed_look = float("-inf")
 
     def should_wait(self) -> bool:
         fewest = self.board.fewest_elsewhere(self.slot)
@@ -109,6 +122,17 @@ class AcceptPolicy:
         self._last_wait = now
         return True
 
+    def should_shed(self) -> bool:
+        """Whether to close a kept-alive connection after its current request, so that
+        its client reconnects to a worker holding fewer. Looks at the board at most
+        once every SHED_EVERY_SECONDS (it runs on every request)."""
+        now = self.clock()
+        if now - self._last_shed_look < SHED_EVERY_SECONDS:
+            return False
+        self._last_shed_look = now
+        fewest = self.board.fewest_elsewhere(self.slot)
+        return fewest is not None and self.held() > fewest + SHED_SLACK
+
 
 class _CountingPool(Pool):
     """The worker's connection greenlets, telling when their number changes."""
@@ -121,8 +145,11 @@ class _CountingPool(Pool):
         super().add(greenlet, *args, **kwargs)
         self._changed()
 
-    def discard(self, greenlet: Any) -> None:
-        super().discard(greenlet)
+    def _discard(self, greenlet: Any) -> None:
+        # gevent's own hook: a finished greenlet leaves the pool through it (the link
+        # `add` makes), and `discard` calls it too. Overriding `discard` alone missed
+        # every connection that ended, so a worker's count fell only at its next accept.
+        super()._discard(greenlet)
         self._changed()
 
 
@@ -150,6 +177,7 @@ class SpreadingGeventWorker(GeventWorker):
     connection_slot: int | None = None
 
     _pool: _CountingPool | None = None
+    _policy: AcceptPolicy | None = None
     _accepting = False
 
     def run(self) -> None:
@@ -158,6 +186,7 @@ class SpreadingGeventWorker(GeventWorker):
         policy = None
         if self.connection_board is not None and self.connection_slot is not None:
             policy = AcceptPolicy(self.connection_board, self.connection_slot, pool.__len__)
+        self._policy = policy
         ssl_args = {"ssl_context": ssl_context(self.cfg)} if self.cfg.is_ssl else {}
         servers = []
         for listener in self.sockets:
@@ -179,6 +208,11 @@ class SpreadingGeventWorker(GeventWorker):
             self.notify()
             gevent.sleep(1.0)
         self._finish(servers, pool)
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> None:
+        if self._policy is not None and self._policy.should_shed():
+            req.force_close()  # "Connection: close": see the module's docstring
+        super().handle_request(listener_name, req, sock, addr)
 
     def _publish(self) -> None:
         board, slot = self.connection_board, self.connection_slot

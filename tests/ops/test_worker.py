@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import http.client
+import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import gevent.event
+import psutil
 import pytest
 
 from hitcounter.worker import (
     AWAY,
     MAX_WAIT_SECONDS,
     RETRY_SECONDS,
+    SHED_EVERY_SECONDS,
     AcceptPolicy,
     ConnectionBoard,
+    _CountingPool,
 )
 from tests.conftest import BROWSER_UA, RedisServer
 from tests.servers import Gunicorn, connections_per_worker, gunicorn, request
@@ -83,21 +90,61 @@ def test_each_wait_is_counted_from_its_own_start() -> None:
     assert policy.should_wait()
 
 
+def test_a_worker_well_ahead_closes_a_connection_a_few_times_a_second() -> None:
+    policy, clock, board = policy_for(mine=16, theirs=0)
+    assert policy.should_shed()
+    assert not policy.should_shed()  # the board is looked at again only a while later
+    clock.now += SHED_EVERY_SECONDS / 2
+    assert not policy.should_shed()
+    clock.now += 1.0
+    assert policy.should_shed()
+    assert not policy_for(mine=7, theirs=5)[0].should_shed()  # two ahead: even enough
+    assert policy_for(mine=8, theirs=5)[0].should_shed()
+    board.publish(1, AWAY)  # the other is leaving: nobody to hand connections to
+    clock.now += 1.0
+    assert not policy.should_shed()
+
+
+def test_the_pool_publishes_its_count_when_a_connection_ends() -> None:
+    """A connection's greenlet leaves gevent's pool through a link, not `discard`."""
+    counts: list[int] = []
+    pool = _CountingPool(10, lambda: counts.append(len(pool)))
+    done = gevent.event.Event()
+    pool.spawn(done.wait)
+    pool.spawn(done.wait)
+    done.set()
+    assert pool.join(timeout=5)
+    assert counts == [1, 2, 1, 0]
+
+
 @pytest.fixture
-def hit_server(tmp_path: Path) -> Iterator[Gunicorn]:
+def redis_url(tmp_path: Path) -> Iterator[str]:
     redis = RedisServer(tmp_path)
     redis.start()
     try:
-        # One client sends every hit: no rate limit.
-        env = {"HITCOUNTER_REDIS_URL": redis.url, "HITCOUNTER_RATE_LIMIT_PER_MINUTE": "0"}
-        with gunicorn(env, workers=2) as server:
-            status, _ = request(
-                server.url + "/api/v1/sites", "POST", {"name": "spread"}, admin=True
-            )
-            assert status == 201
-            yield server
+        yield redis.url
     finally:
         redis.stop()
+
+
+def serve_hits(redis_url: str, workers: int) -> Iterator[Gunicorn]:
+    # One client sends every hit: no rate limit.
+    env = {"HITCOUNTER_REDIS_URL": redis_url, "HITCOUNTER_RATE_LIMIT_PER_MINUTE": "0"}
+    with gunicorn(env, workers=workers) as server:
+        site = {"name": "spread", "dedupe_seconds": 0}  # every hit counts: the test sums them
+        status, _ = request(server.url + "/api/v1/sites", "POST", site, admin=True)
+        assert status == 201
+        yield server
+
+
+@pytest.fixture
+def hit_server(redis_url: str) -> Iterator[Gunicorn]:
+    yield from serve_hits(redis_url, workers=2)
+
+
+@pytest.fixture
+def one_worker_server(redis_url: str) -> Iterator[Gunicorn]:
+    yield from serve_hits(redis_url, workers=1)
 
 
 def burst(port: int, connections: int) -> list[socket.socket]:
@@ -134,3 +181,50 @@ def test_a_burst_of_kept_alive_connections_is_spread_over_the_workers(
             for sock in sockets:
                 sock.close()
         time.sleep(0.5)  # the workers see the connections close
+
+
+@pytest.mark.integration
+def test_a_worker_added_later_gets_its_share_of_kept_alive_connections(
+    one_worker_server: Gunicorn,
+) -> None:
+    """A proxy's pool, opened while one worker ran, spreads once a second one starts: the
+    first answers some requests with "Connection: close" and the clients reconnect."""
+    server = one_worker_server
+    pool = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=10) for _ in range(16)]
+
+    def hit_each() -> int:
+        """A pixel hit on each connection (reopened if the last answer closed it); how
+        many answers said "Connection: close"."""
+        closed = 0
+        for n, connection in enumerate(pool):
+            connection.request(
+                "GET", f"/hit/spread.gif?path=/p{n}", headers={"User-Agent": BROWSER_UA}
+            )
+            answer = connection.getresponse()
+            assert answer.status == 200 and answer.read()
+            closed += answer.getheader("Connection") == "close"
+        return closed
+
+    sent = closed = 0
+    try:
+        hit_each()
+        sent += len(pool)
+        assert connections_per_worker(server.process.pid, server.port) == [16]
+        os.kill(server.process.pid, signal.SIGTTIN)  # gunicorn: one worker more
+        deadline = time.monotonic() + 30
+        while len(psutil.Process(server.process.pid).children()) < 2:
+            assert time.monotonic() < deadline, "no second worker"
+            time.sleep(0.1)
+        split = [16]
+        while time.monotonic() < deadline and (len(split) < 2 or split[1] < 6):
+            closed += hit_each()
+            sent += len(pool)
+            split = connections_per_worker(server.process.pid, server.port)
+        assert len(split) == 2 and split[1] >= 6, split
+        assert 0 < closed < sent
+        # Every hit was answered and counted once, closed connections or not.
+        status, stats = request(server.url + "/api/v1/sites/spread/stats", admin=True)
+        assert status == 200 and stats["hits"] == sent
+    finally:
+        for connection in pool:
+            connection.close()
