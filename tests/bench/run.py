@@ -157,12 +157,14 @@ def paced_p99(port: int, path: str, rate: float, seconds: float, connections: in
     busy waits for one, and that wait counts in its latency.
     """
     selector = selectors.DefaultSelector()
-    idle: list[socket.socket] = []
-    for _ in range(connections):
+
+    def connect() -> socket.socket:
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
-        idle.append(sock)
+        return sock
+
+    idle = [connect() for _ in range(connections)]
     in_flight: dict[socket.socket, tuple[float, bytearray]] = {}
     latencies: list[float] = []
     start = time.monotonic() + 0.2
@@ -194,6 +196,10 @@ def paced_p99(port: int, path: str, rate: float, seconds: float, connections: in
                 latencies.append((time.monotonic() - slot) * 1000)
                 selector.unregister(sock)
                 del in_flight[sock]
+                if re.search(rb"(?i)\r\nconnection: *close", buffer[:head_end]):
+                    # The server asked for a new connection (its workers spread them).
+                    sock.close()
+                    sock = connect()
                 idle.append(sock)
     for sock in idle + list(in_flight):
         sock.close()

@@ -156,10 +156,17 @@ def burst(port: int, connections: int) -> list[socket.socket]:
             f"GET /hit/spread.gif?path=/p{n} HTTP/1.1\r\nHost: t\r\n"
             f"User-Agent: {BROWSER_UA}\r\n\r\n".encode()
         )
+    kept = []
     for sock in sockets:
         sock.settimeout(10)
-        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
-    return sockets
+        answer = sock.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200")
+        # A worker well ahead of the other may close one (see the test at the end).
+        if b"\r\nConnection: close\r\n" in answer:
+            sock.close()
+        else:
+            kept.append(sock)
+    return kept
 
 
 @pytest.mark.integration
@@ -176,7 +183,7 @@ def test_a_burst_of_kept_alive_connections_is_spread_over_the_workers(
             more, fewer = connections_per_worker(hit_server.process.pid, hit_server.port)
             # Unspread, the first worker awake took nearly all: 31/1 was common.
             assert fewer >= 10, (fewer, more)
-            assert fewer + more == 32
+            assert fewer + more == len(sockets) >= 30
         finally:
             for sock in sockets:
                 sock.close()
