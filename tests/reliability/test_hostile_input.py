@@ -42,7 +42,8 @@ def every_key(site: str, path: str, visitor: str, day: str, minute: int) -> list
         k.day(site, day), k.page_day_of(site, day, path), k.visitors(site, day),
         k.referrers(site, day),
         k.seen(site, visitor, path), k.rate(site, minute), k.applied(site, day),
-        k.union(site, "referrers", day, day), k.union_pointer(site, "referrers"),
+        *k.union(site, "pages", day, day), *k.union(site, "referrers", day, day),
+        k.union_pointer(site, "pages"), k.overlaps(site), k.prepared(site, day),
     ]  # fmt: skip
 
 
