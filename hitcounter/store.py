@@ -945,7 +945,7 @@ class Store:
         return self._top(site, parts, offset, limit)
 
     # Summing a range's day zsets with ZUNIONSTORE costs time in proportion to all their
-    # members (about 140 ms for 30 days of 10,000 pages each), however few rows are read.
+    # members (about 80 ms for 30 days of 10,000 pages each), however few rows are read.
     # Days before today never change, so their sum is made once and kept; today's zset,
     # still changing, is combined with it at read time by the threshold algorithm below,
     # which reads only the top of each zset: the answer is exact, and its cost follows
