@@ -52,7 +52,7 @@ DEFAULTS: dict[str, Any] = {
     # How long a sum of a range's past days is kept for the stats API, in seconds.
     "STATS_CACHE_SECONDS": 3600,
     # Seconds between a server worker's looks for sites whose day turned, to sum their
-    # default range's past days before its first read (see warming.py); 0 turns it off.
+    # quick ranges' past days before their first read (see warming.py); 0 turns it off.
     "PREPARE_INTERVAL": 60,
     # Wrong tokens one client may present per minute before it gets 429 (0: no limit).
     "AUTH_FAILURES_PER_MINUTE": 20,

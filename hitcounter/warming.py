@@ -78,7 +78,7 @@ class RangeWarmer:
             try:
                 done = self.run_once()
                 if done:
-                    log.info("prepared the default range of %d sites", len(done))
+                    log.info("prepared the quick ranges of %d sites", len(done))
             except StoreUnavailable as exc:
                 log.warning("could not prepare ranges, will try again: %s", exc)
             except Exception:

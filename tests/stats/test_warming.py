@@ -1,5 +1,6 @@
-"""Preparing the default range (warming.py): after a site's day turns, one worker sums the
-past days of its last 30 days, so the range's first read of the day finds the sum made."""
+"""Preparing the quick ranges (warming.py): after a site's day turns, one worker sums the
+past days of its last 7, 30 and 90 days, so each range's first read of the day finds
+the sum made."""
 
 from __future__ import annotations
 
