@@ -975,13 +975,11 @@ class Store:
         if len(past_days) <= 1:
             return [day_part(day) for day in past_days] + live
         past = [day_part(day) for day in past_days]
+        union = k.union(site, kind, past_days[0], past_days[-1])
         # Bucket b of the union sums bucket b of each day (a part has one key or buckets).
-        sums = [
-            (dest, [part.keys[b] for part in past])
-            for b, dest in enumerate(k.union(site, kind, past_days[0], past_days[-1]))
-        ]
-        kept = self._past_union(site, kind, sums, cache_seconds, extend=extend)
-        return [Part(tuple(kept), bucketed=past[0].bucketed), *live]
+        sums = [(dest, [part.keys[b] for part in past]) for b, dest in enumerate(union)]
+        self._past_union(site, kind, sums, cache_seconds, extend=extend)
+        return [Part(tuple(union), bucketed=past[0].bucketed), *live]
 
     @wrap_redis_errors
     def claim_preparation(self, site: str, day: str) -> bool:
@@ -1012,10 +1010,10 @@ class Store:
         cache_seconds: int,
         *,
         extend: bool = False,
-    ) -> list[str]:
-        """Return keys holding the sums of past days' zsets (each `(key, the zsets it
-        sums)`), made now or kept from before (with `extend`, ones kept from before are
-        then kept at least `cache_seconds`).
+    ) -> None:
+        """Make the keys holding the sums of past days' zsets (each `(key, the zsets it
+        sums)`) now, unless they are kept from before (with `extend`, ones kept from
+        before are then kept at least `cache_seconds`).
 
         One ZUNIONSTORE per day bucket, not one for all: Redis serves other clients
         between them, so a big site's sum stalls hits for a bucket's share of its time.
@@ -1041,7 +1039,7 @@ class Store:
                     for key in keys:
                         pipe.expire(key, cache_seconds, gt=True)
                     pipe.execute()
-                return keys
+                return
         pipe = self.redis.pipeline(transaction=False)
         for key, sources in sums:
             pipe.zunionstore(key, list(sources))
@@ -1057,7 +1055,6 @@ class Store:
             for name in evicted:
                 pipe.expire(_text(name), REPLACED_UNION_SECONDS)
             pipe.execute()
-        return keys
 
     def _scores(self, asks: Sequence[tuple[Part, Sequence[Any]]]) -> list[list[Any]]:
         """Look members up in parts, in one round trip: for each (part, members) asked,

@@ -109,9 +109,14 @@ class AcceptPolicy:
         self._last_wait = float("-inf")
         self._last_shed_look = float("-inf")
 
-    def should_wait(self) -> bool:
+    def _ahead(self, slack: int) -> bool:
+        """Whether this worker holds more than `slack` connections above the fewest any
+        other accepting worker holds (False when there is none)."""
         fewest = self.board.fewest_elsewhere(self.slot)
-        if fewest is None or self.held() <= fewest + SLACK:
+        return fewest is not None and self.held() > fewest + slack
+
+    def should_wait(self) -> bool:
+        if not self._ahead(SLACK):
             return False
         now = self.clock()
         if now - self._last_wait > 2 * RETRY_SECONDS:
@@ -130,8 +135,7 @@ class AcceptPolicy:
         if now - self._last_shed_look < SHED_EVERY_SECONDS:
             return False
         self._last_shed_look = now
-        fewest = self.board.fewest_elsewhere(self.slot)
-        return fewest is not None and self.held() > fewest + SHED_SLACK
+        return self._ahead(SHED_SLACK)
 
 
 class _CountingPool(Pool):
