@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import operator
 import secrets
+import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,10 +69,19 @@ class Keys:
                                   page kept has a field here (a page is kept once it
                                   has one), so these list all pages
     - `{p}:{site}:totals`         hash: hits, raw (all time); pages: the number of
-                                  fields in all raw buckets (pages kept, for the cap)
+                                  fields in all raw buckets (pages kept, for the cap);
+                                  returns_since: the first day number (see day_number)
+                                  from which the returns counts are complete
+    - `{p}:{site}:last:{b}`       hash: path -> the day number of its latest day with a
+                                  counted hit, for the paths of page bucket `b`
     - `{p}:{site}:day:{day}`      hash: hits, raw, h:HH counted per local hour, drop:<reason>
     - `{p}:{site}:pday:{day}:{b}` zset: path -> counted hits that day, for the paths of
                                   day bucket `b`
+    - `{p}:{site}:ret:{day}`      string: that day's pages counted by the days since
+                                  each one's previous day with counted hits (a u32 at
+                                  index g; g = 0: none, or more than MAX_GAP_DAYS):
+                                  what counts any range's distinct pages (see
+                                  Store._distinct_pages)
     - `{p}:{site}:uv:{day}`       HyperLogLog of visitor ids that day
     - `{p}:{site}:ref:{day}`      zset: referring host -> counted hits that day
     - `{p}:{site}:seen:{visitor}:{path digest}`  dedupe marker, expires after the window
@@ -178,6 +188,16 @@ class Keys:
     def page_days(self, site: str, day: str) -> list[str]:
         """All page-day buckets of one day, bucket b at index b."""
         return [self.page_day(site, day, b) for b in range(self.DAY_BUCKETS)]
+
+    def last_days(self, site: str, bucket: int) -> str:
+        return f"{self._site(site)}:last:{bucket}"
+
+    def all_last_days(self, site: str) -> list[str]:
+        """All last-day buckets of a site, bucket b at index b."""
+        return [self.last_days(site, b) for b in range(self.PAGE_BUCKETS)]
+
+    def returns(self, site: str, day: str) -> str:
+        return f"{self._site(site)}:ret:{day}"
 
     def visitors(self, site: str, day: str) -> str:
         return f"{self._site(site)}:uv:{day}"
@@ -366,6 +386,34 @@ _hit_args_of = operator.itemgetter(*_HIT_ARGS)
 HIT_KEY_COUNT = len(_SHARED_KEYS) + len(_HIT_KEYS)
 HIT_ARG_COUNT = len(_SHARED_ARGS) + len(_HIT_ARGS)
 MAX_HITS_PER_CALL = 64
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def day_number(day: str) -> int:
+    """A local date (ISO) as days since 1970-01-01: what the returns counts and last-day buckets hold."""
+    return date.fromisoformat(day).toordinal() - _EPOCH_ORDINAL
+
+
+# The longest gap between two days of one page that the returns counts tell apart: a
+# range of up to this many days is counted from them (reads take at most 400 days).
+MAX_GAP_DAYS = 512
+
+
+# The script also keeps the returns index (the last and ret keys, see Keys), whose keys
+# and day number follow from a hit's own: they are added to each script call, not to
+# the hit's layout, so hits spooled by a version before the index replay as they are.
+@functools.lru_cache(maxsize=4096)
+def _last_key(pages_key: str) -> str:
+    """The last-day bucket beside a path's pages bucket."""
+    head, _, bucket = pages_key.rpartition(":pages:")
+    return f"{head}:last:{bucket}"
+
+
+@functools.lru_cache(maxsize=256)
+def _returns_of(day_key: str) -> tuple[str, int]:
+    """The returns key and the day number of a day's hash."""
+    head, _, day = day_key.rpartition(":day:")
+    return f"{head}:ret:{day}", day_number(day)
 
 
 def _grouped_order(hits: Sequence[HitCall]) -> list[int]:
@@ -389,9 +437,18 @@ def _script_calls(hits: Sequence[HitCall]) -> list[ScriptCall]:
         hit_shared = _shared_keys_of(keys), _shared_args_of(args)
         if hit_shared != shared or calls[-1][2] >= MAX_HITS_PER_CALL:
             shared = hit_shared
-            calls.append(([*hit_shared[0]], [*hit_shared[1]], 0))
+            # keys[10]: the overflow page's pages bucket; keys[3]: the day's hash.
+            returns, day = _returns_of(keys[3])
+            calls.append(
+                (
+                    [*hit_shared[0], _last_key(keys[10]), returns],
+                    [*hit_shared[1], day, MAX_GAP_DAYS],
+                    0,
+                )
+            )
         call_keys, call_args, count = calls[-1]
         call_keys += _hit_keys_of(keys)
+        call_keys.append(_last_key(keys[0]))
         call_args += _hit_args_of(args)
         calls[-1] = (call_keys, call_args, count + 1)
     return calls
@@ -543,6 +600,7 @@ class Store:
         self._drop_script = client.register_script(_lua("drop.lua"))
         self._count_pages_script = client.register_script(_lua("count_pages.lua"))
         self._distinct_script = client.register_script(_lua("distinct.lua"))
+        self._restore_returns_script = client.register_script(_lua("restore_returns.lua"))
 
     # -- the hit path -------------------------------------------------------------------
 
@@ -832,6 +890,8 @@ class Store:
         if not self.redis.hsetnx(key, "name", name):
             return False
         self.redis.hset(key, mapping=dict(fields))
+        # A new site's returns index is complete from its first day (see hits.lua).
+        self.redis.hset(self.keys.totals(name), "returns_since", 0)
         self.redis.sadd(self.keys.sites(), name)
         return True
 
@@ -883,7 +943,9 @@ class Store:
     ) -> RangeSummary:
         """Read a range's day hashes, visitors, distinct pages and all-time totals."""
         k = self.keys
-        pages = self._distinct(site, self._parts(site, "pages", days, today, cache_seconds))
+        pages = self._distinct_pages(site, days)
+        if pages is None:
+            pages = self._distinct(site, self._parts(site, "pages", days, today, cache_seconds))
         pipe = self.redis.pipeline(transaction=False)
         for day in days:
             pipe.hgetall(k.day(site, day))
@@ -942,7 +1004,7 @@ class Store:
         """Return how many pages (kind "pages") or referring hosts ("referrers") had hits
         in the days, and one slice of them by hits."""
         parts = self._parts(site, kind, days, today, cache_seconds)
-        return self._top(site, parts, offset, limit)
+        return self._top(site, parts, offset, limit, days=days if kind == "pages" else ())
 
     # Summing a range's day zsets with ZUNIONSTORE costs time in proportion to all their
     # members (about 80 ms for 30 days of 10,000 pages each), however few rows are read.
@@ -1000,7 +1062,9 @@ class Store:
         `keep_seconds`, so that the range's first read finds them made; and count their
         overlaps with today's zsets, so that it counts again only those changed since."""
         for kind in ("pages", "referrers"):
-            self._distinct(site, self._parts(site, kind, days, today, keep_seconds, extend=True))
+            parts = self._parts(site, kind, days, today, keep_seconds, extend=True)
+            if kind == "referrers" or self._distinct_pages(site, days) is None:
+                self._distinct(site, parts)
 
     def _past_union(
         self,
@@ -1106,12 +1170,43 @@ class Store:
         known = self._scores([(parts[0], members)])[0]
         return first + sum(1 for score in known if score is None)
 
+    def _distinct_pages(self, site: str, days: Sequence[str]) -> int | None:
+        """Count the range's distinct pages from the days' returns counts, in time that
+        follows the number of days, not of pages: each page counts once, on the first
+        day of the range it had hits, which is the range's first day or a day whose
+        previous one with hits came before the range. None when the counts do not cover
+        the range (a site older than them, or an import or a late replay since), to
+        count otherwise.
+        """
+        k = self.keys
+        if len(days) > MAX_GAP_DAYS:
+            return None
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(k.totals(site), "returns_since")
+        for day in days:
+            pipe.get(k.returns(site, day))
+        since, *counts = pipe.execute()
+        if since is None or int(since) > day_number(days[0]):
+            return None
+        total = 0
+        for n, raw in enumerate(counts):
+            if raw:
+                by_gap = struct.unpack(f">{len(raw) // 4}I", raw)
+                # Day n of the range: pages new to the site, and those back after n or
+                # more days (whose previous day came before the range).
+                total += by_gap[0] + sum(by_gap[n + 1 :])
+        return total
+
     def _top(
-        self, site: str, parts: Sequence[Part], offset: int, limit: int
+        self, site: str, parts: Sequence[Part], offset: int, limit: int, days: Sequence[str] = ()
     ) -> tuple[int, list[tuple[str, int]]]:
+        """Count and rank the parts' members; `days`: the range's, if they are pages."""
         if len(parts) == 1:
             return self._top_of_part(parts[0], offset, limit)
-        return self._distinct(site, parts), self._top_of_sum(parts, offset, limit)
+        count = self._distinct_pages(site, days) if days else None
+        if count is None:
+            count = self._distinct(site, parts)
+        return count, self._top_of_sum(parts, offset, limit)
 
     def _top_of_part(
         self, part: Part, offset: int, limit: int
@@ -1354,7 +1449,12 @@ class Store:
         page_days = k.page_days(site, day)
         keys = [k.day(site, day), k.visitors(site, day), k.referrers(site, day), *page_days]
         pipe = self.redis.pipeline(transaction=False)
-        for key in keys:  # one DEL each: a cluster pipeline takes no multi-key DEL
+        for key in keys:
+            pipe.exists(key)
+        existed = any(pipe.execute())
+        returns = k.returns(site, day)
+        pipe = self.redis.pipeline(transaction=False)
+        for key in [*keys, returns]:  # one DEL each: a cluster pipeline takes no multi-key DEL
             pipe.delete(key)
         if restore.fields:
             pipe.hset(k.day(site, day), mapping=dict(restore.fields))
@@ -1369,7 +1469,21 @@ class Store:
         for key in keys:
             pipe.expireat(key, restore.expire_at)
         pipe.execute()
+        self._restore_returns(site, day, restore, returns, existed=existed)
         self._restore_visitors(k.visitors(site, day), day, restore)
+
+    def _restore_returns(
+        self, site: str, day: str, restore: DayRestore, returns: str, *, existed: bool
+    ) -> None:
+        """Note the restored day's paths in the returns index (restore_returns.lua)."""
+        k = self.keys
+        keys = [k.totals(site), returns, *k.all_last_days(site)]
+        head = [day_number(day), restore.expire_at, int(existed), MAX_GAP_DAYS]
+        # At least one call, so that a day restored over data it held is noted.
+        chunks = list(_batched(iter(restore.pages), 1000)) or [[]]
+        for chunk in chunks:
+            args = [*head, *(x for path in chunk for x in (k.page_bucket(path), path))]
+            self._restore_returns_script(keys=keys, args=args)
 
     def _restore_visitors(self, key: str, day: str, restore: DayRestore) -> None:
         if restore.hll is not None:

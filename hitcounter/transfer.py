@@ -302,7 +302,8 @@ def _restore(
     store.set_totals(site.name, data.hits, data.raw)
     now = datetime.now(UTC).timestamp()
     restored = 0
-    for day in data.days:
+    # Oldest first, as the returns index notes days (see Store.restore_day).
+    for day in sorted(data.days, key=lambda found: found.day):
         if day.restore.expire_at > now:
             store.restore_day(site.name, day.day, day.restore)
             restored += 1

@@ -12,18 +12,24 @@
 -- KEYS[5] = rate      hash  visitor id -> hits this minute; expires after the minute
 -- KEYS[6] = applied   hash  writer id -> sequence number of its last hit applied here
 -- KEYS[7], KEYS[8], KEYS[9] = pages, raw, page_day buckets of the overflow page ARGV[3]
--- Keys of hit i (j = 9 + 4(i-1)):
+-- KEYS[10] = last bucket of the overflow page
+-- KEYS[11] = returns   string: that day's count of pages by the days since each page's
+--                      previous counted day, u32 at #g (g = 0: none, or more than ARGV[7])
+-- Keys of hit i (j = 11 + 5(i-1)):
 -- KEYS[j+1] = pages     hash  path -> counted hits, all time (the path's page bucket)
 -- KEYS[j+2] = raw       hash  path -> raw hits, all time (the path's page bucket)
 -- KEYS[j+3] = page_day  zset  path -> counted hits that local day (its day bucket)
 -- KEYS[j+4] = seen      string, exists while this visitor's view of this path is deduped
+-- KEYS[j+5] = last      hash  path -> day number of its latest counted day (page bucket)
 -- Shared arguments:
 -- ARGV[1] = most distinct pages kept; past it, new paths count as ARGV[3]
 -- ARGV[2] = retention of day keys, in seconds
 -- ARGV[3] = name of the overflow page, "(other)"
 -- ARGV[4] = writer id: the spool of one worker process ("": no replay check)
 -- ARGV[5] = seconds the applied hash is kept after a writer's first hit on this site
--- Arguments of hit i (a = 5 + 7(i-1)):
+-- ARGV[6] = the local day as a day number (days since 1970-01-01)
+-- ARGV[7] = the longest gap between two days of a page the returns counts tell apart
+-- Arguments of hit i (a = 6 + 7(i-1)):
 -- ARGV[a+1] = path (normalised)
 -- ARGV[a+2] = referring host, or ""
 -- ARGV[a+3] = visitor id (a keyed hash; never the IP or User-Agent)
@@ -35,16 +41,24 @@
 --   counted (0|1), reason ("" | "duplicate" | "rate_limited" | "replayed"),
 --   page hits, site hits, path
 
-local SHARED_KEYS, KEYS_PER_HIT, SHARED_ARGS, ARGS_PER_HIT = 9, 4, 5, 7
+local SHARED_KEYS, KEYS_PER_HIT, SHARED_ARGS, ARGS_PER_HIT = 11, 5, 7, 7
 local totals, day, visitors, referrers, rate, applied = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local max_pages = tonumber(ARGV[1])
 local retention = ARGV[2]
 local other = ARGV[3]
 local writer = ARGV[4]
+local day_number, max_gap = tonumber(ARGV[6]), tonumber(ARGV[7])
+local returns = KEYS[11]
 local n = (#ARGV - SHARED_ARGS) / ARGS_PER_HIT
 
-local totals_now = redis.call('HMGET', totals, 'hits', 'pages')
+local totals_now = redis.call('HMGET', totals, 'hits', 'pages', 'returns_since')
 local site_hits = tonumber(totals_now[1] or '0')
+-- The returns counts count any range's distinct pages (Store._distinct_pages) from the
+-- first day they are complete: a site created with them, from its start (create_site);
+-- a site older than them, from the day after its first hit with them.
+local returns_since = tonumber(totals_now[3] or '-1')
+local returns_since_was = returns_since
+if returns_since < 0 then returns_since = day_number + 1 end
 -- Replays: a writer sends its hits in sequence order, so a hit whose number is not above
 -- the last one applied was applied already (a batch that timed out on the client yet
 -- reached Redis, then came back from the spool). It changes nothing, not even the rate.
@@ -77,6 +91,7 @@ for i = 1, n do
   local k = SHARED_KEYS + (i - 1) * KEYS_PER_HIT
   local a = SHARED_ARGS + (i - 1) * ARGS_PER_HIT
   local pages_key, raw_key, page_day_key, seen_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4]
+  local last_key = KEYS[k + 5]
   local path, ref, visitor = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
   local window, limit, hour, seq = tonumber(ARGV[a + 4]), tonumber(ARGV[a + 5]), ARGV[a + 6], tonumber(ARGV[a + 7])
 
@@ -108,6 +123,7 @@ for i = 1, n do
         if new_page then
           path = other
           pages_key, raw_key, page_day_key = KEYS[7], KEYS[8], KEYS[9]
+          last_key = KEYS[10]
           new_page = redis.call('HEXISTS', raw_key, path) == 0
         end
         redis.call('HINCRBY', raw_key, path, 1)
@@ -124,6 +140,21 @@ for i = 1, n do
         if tonumber(redis.call('ZINCRBY', page_day_key, 1, path)) == 1 then
           -- The path's first hit of the day, maybe its bucket's first: expire it once.
           redis.call('EXPIRE', page_day_key, retention, 'NX')
+          -- A path is in a range's distinct pages once: on the range's first day, or on
+          -- a later day it came back to after none of the range's days before; so the
+          -- day's count by gap since the path's previous day counts ranges (see
+          -- Store._distinct_pages). Days come in order, but a replayed hit of a day past
+          -- comes late: ranges starting at or before that day are no longer counted so.
+          local last = tonumber(redis.call('HGET', last_key, path) or '-1')
+          if last < day_number then
+            redis.call('HSET', last_key, path, day_number)
+            local gap = day_number - last
+            if last < 0 or gap > max_gap then gap = 0 end
+            redis.call('BITFIELD', returns, 'INCRBY', 'u32', '#' .. gap, 1)
+            redis.call('EXPIRE', returns, retention, 'NX')
+          elseif returns_since <= day_number then
+            returns_since = day_number + 1
+          end
         end
         per_hour[hour] = (per_hour[hour] or 0) + 1
         uniques[#uniques + 1] = visitor
@@ -143,6 +174,9 @@ if highest_seq > 0 and writer ~= '' then
   end
 end
 if rate_used then redis.call('EXPIRE', rate, 120) end
+if returns_since ~= returns_since_was then
+  redis.call('HSET', totals, 'returns_since', returns_since)
+end
 if kept_pages > pages_before then
   redis.call('HINCRBY', totals, 'pages', kept_pages - pages_before)
 end

@@ -127,11 +127,10 @@ def counted_hits_by_worker(metrics_dir: Path) -> dict[str, float]:
 
 
 def site_totals(server: ComposeRedis, site: str) -> dict[str, int]:
-    raw = server.client().hgetall(KEYS.totals(site))
-    return {
-        str(key, "utf-8") if isinstance(key, bytes) else key: int(value)
-        for key, value in raw.items()
-    }
+    """The site's all-time counts: hits, raw hits and pages kept."""
+    fields = ("hits", "raw", "pages")
+    raw = server.client().hmget(KEYS.totals(site), fields)
+    return {field: int(value) for field, value in zip(fields, raw, strict=True) if value}
 
 
 def test_hits_are_counted_end_to_end_and_metrics_sum_the_workers(stack: Stack) -> None:
