@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hitcounter import create_app
-from hitcounter.store import DayRestore, Keys, Store
+from hitcounter.store import DayRestore, HitWrite, Keys, Store
 from hitcounter.warming import RangeWarmer
 from tests.conftest import ADMIN, ADMIN_TOKEN, add_site, spawn_redis
 
@@ -77,7 +77,7 @@ def seed(client: object, site: str, pages: int, rng: random.Random, shape: str) 
     store.set_totals(site, 10**7, 12 * 10**6)
     per_day = max(1, int(pages * DAY_SHARE))
     expire_at = int(time.time()) + 400 * 86400
-    for offset in range(DAYS):
+    for offset in reversed(range(DAYS)):  # oldest first, as an import restores days
         day = (today - timedelta(days=offset)).isoformat()
         hours = {f"h:{h:02d}": rng.randint(0, 500) for h in range(24)}
         fields = {"hits": sum(hours.values()), "raw": sum(hours.values()) + 99, "drop:bot": 7}
@@ -156,18 +156,34 @@ NEW_PATHS = (f"/new/{n}/" for n in itertools.count())
 
 def new_pages_today(client: object, site: str, buckets: int) -> Callable[[], object]:
     """A function that gives `buckets` new paths (one in each of as many day buckets)
-    their first hit today, as the hit script would add them to today's buckets."""
+    their first hit today, through the hit script."""
     store = Store(client)
-    today = datetime.now(UTC).date().isoformat()
+    now = datetime.now(UTC)
 
     def add() -> None:
         wanted = set(range(buckets))
+        writes = []
         while wanted:
             path = next(NEW_PATHS)
             bucket = Keys.day_bucket(path)
             if bucket in wanted:
                 wanted.discard(bucket)
-                store.redis.zincrby(store.keys.page_day(site, today, bucket), 1, path)
+                writes.append(
+                    HitWrite(
+                        site=site,
+                        path=path,
+                        referrer_host="",
+                        visitor="bench",
+                        day=now.date().isoformat(),
+                        hour=now.hour,
+                        minute=int(now.timestamp()) // 60,
+                        dedupe_seconds=0,
+                        rate_limit=0,
+                        max_pages=10**6,
+                        retention_seconds=400 * 86400,
+                    )
+                )
+        store.record_hits(writes)
 
     return add
 
