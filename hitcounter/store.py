@@ -390,7 +390,7 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 def day_number(day: str) -> int:
-    """A local date (ISO) as days since 1970-01-01: what the returns counts and last-day buckets hold."""
+    """A local date (ISO) as days since 1970-01-01, as the returns index keeps days."""
     return date.fromisoformat(day).toordinal() - _EPOCH_ORDINAL
 
 
