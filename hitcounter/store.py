@@ -71,7 +71,10 @@ class Keys:
     - `{p}:{site}:totals`         hash: hits, raw (all time); pages: the number of
                                   fields in all raw buckets (pages kept, for the cap);
                                   returns_since: the first day number (see day_number)
-                                  from which the returns counts are complete
+                                  from which the returns counts are complete;
+                                  late:<day number>: a day written after later ones
+                                  (a replay from the spool, an import), which ranges
+                                  holding it cannot be counted from those counts
     - `{p}:{site}:last:{b}`       hash: path -> the day number of its latest day with a
                                   counted hit, for the paths of page bucket `b`
     - `{p}:{site}:day:{day}`      hash: hits, raw, h:HH counted per local hour, drop:<reason>
@@ -1175,18 +1178,22 @@ class Store:
         follows the number of days, not of pages: each page counts once, on the first
         day of the range it had hits, which is the range's first day or a day whose
         previous one with hits came before the range. None when the counts do not cover
-        the range (a site older than them, or an import or a late replay since), to
-        count otherwise.
+        the range (a site older than them, or a day of the range written after later
+        ones), to count otherwise.
         """
         k = self.keys
         if len(days) > MAX_GAP_DAYS:
             return None
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hget(k.totals(site), "returns_since")
+        pipe.hgetall(k.totals(site))
         for day in days:
             pipe.get(k.returns(site, day))
-        since, *counts = pipe.execute()
-        if since is None or int(since) > day_number(days[0]):
+        raw_totals, *counts = pipe.execute()
+        totals = {_text(field): value for field, value in raw_totals.items()}
+        first, last = day_number(days[0]), day_number(days[-1])
+        since = totals.get("returns_since")
+        late = (int(field[5:]) for field in totals if field.startswith("late:"))
+        if since is None or int(since) > first or any(first <= d <= last for d in late):
             return None
         total = 0
         for n, raw in enumerate(counts):

@@ -56,9 +56,8 @@ local site_hits = tonumber(totals_now[1] or '0')
 -- The returns counts count any range's distinct pages (Store._distinct_pages) from the
 -- first day they are complete: a site created with them, from its start (create_site);
 -- a site older than them, from the day after its first hit with them.
-local returns_since = tonumber(totals_now[3] or '-1')
-local returns_since_was = returns_since
-if returns_since < 0 then returns_since = day_number + 1 end
+local returns_since_unknown = not totals_now[3]
+local returns_late = false
 -- Replays: a writer sends its hits in sequence order, so a hit whose number is not above
 -- the last one applied was applied already (a batch that timed out on the client yet
 -- reached Redis, then came back from the spool). It changes nothing, not even the rate.
@@ -144,7 +143,8 @@ for i = 1, n do
           -- a later day it came back to after none of the range's days before; so the
           -- day's count by gap since the path's previous day counts ranges (see
           -- Store._distinct_pages). Days come in order, but a replayed hit of a day past
-          -- comes late: ranges starting at or before that day are no longer counted so.
+          -- comes late: ranges holding that day and starting at or before it are no
+          -- longer counted so (the day is marked late in the totals).
           local last = tonumber(redis.call('HGET', last_key, path) or '-1')
           if last < day_number then
             redis.call('HSET', last_key, path, day_number)
@@ -152,8 +152,8 @@ for i = 1, n do
             if last < 0 or gap > max_gap then gap = 0 end
             redis.call('BITFIELD', returns, 'INCRBY', 'u32', '#' .. gap, 1)
             redis.call('EXPIRE', returns, retention, 'NX')
-          elseif returns_since <= day_number then
-            returns_since = day_number + 1
+          else
+            returns_late = true
           end
         end
         per_hour[hour] = (per_hour[hour] or 0) + 1
@@ -174,8 +174,11 @@ if highest_seq > 0 and writer ~= '' then
   end
 end
 if rate_used then redis.call('EXPIRE', rate, 120) end
-if returns_since ~= returns_since_was then
-  redis.call('HSET', totals, 'returns_since', returns_since)
+if returns_since_unknown then
+  redis.call('HSET', totals, 'returns_since', day_number + 1)
+end
+if returns_late then
+  redis.call('HSET', totals, 'late:' .. day_number, 1)
 end
 if kept_pages > pages_before then
   redis.call('HINCRBY', totals, 'pages', kept_pages - pages_before)
