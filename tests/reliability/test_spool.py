@@ -245,6 +245,12 @@ def test_spooled_hits_replay_once_on_every_backend(
     store.use_spool(Spool(tmp_path, 1 << 20))
     assert store.record_hit(write("/first")).counted
     send = store._send_batch
+    replayer = store._replayer
+    assert replayer is not None
+    # The replayer stays asleep until /c is spooled: on a single Redis it replays on a
+    # connection of its own, and could otherwise empty the spool before /c came.
+    wake = replayer.wake
+    monkeypatch.setattr(replayer, "wake", lambda: None)
 
     def timed_out(calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
         send(calls)  # applied, but the answer is lost
@@ -254,6 +260,8 @@ def test_spooled_hits_replay_once_on_every_backend(
     assert [store.record_hit(write(p)).reason for p in ["/a", "/b"]] == ["spooled"] * 2
     monkeypatch.setattr(store, "_send_batch", send)
     assert store.record_hit(write("/c")).reason == "spooled"  # queued behind the others
+    monkeypatch.setattr(replayer, "wake", wake)
+    wake()
     drained(store)
     assert totals(store) == 4
     assert store.record_hit(write("/d")).counted  # sent directly again
