@@ -1174,12 +1174,12 @@ class Store:
         return first + sum(1 for score in known if score is None)
 
     def _distinct_pages(self, site: str, days: Sequence[str]) -> int | None:
-        """Count the range's distinct pages from the days' returns counts, in time that
-        follows the number of days, not of pages: each page counts once, on the first
-        day of the range it had hits, which is the range's first day or a day whose
-        previous one with hits came before the range. None when the counts do not cover
-        the range (a site older than them, or a day of the range written after later
-        ones), to count otherwise.
+        """Count the distinct pages of a range (consecutive days, oldest first) from the
+        days' returns counts, in time that follows the number of days, not of pages:
+        each page counts once, on the first day of the range it had hits, which is the
+        range's first day or a day whose previous one with hits came before the range.
+        None when the counts do not cover the range (a site older than them, or a day of
+        the range written after later ones), to count otherwise.
         """
         k = self.keys
         if len(days) > MAX_GAP_DAYS:

@@ -143,8 +143,8 @@ for i = 1, n do
           -- a later day it came back to after none of the range's days before; so the
           -- day's count by gap since the path's previous day counts ranges (see
           -- Store._distinct_pages). Days come in order, but a replayed hit of a day past
-          -- comes late: ranges holding that day and starting at or before it are no
-          -- longer counted so (the day is marked late in the totals).
+          -- comes late: ranges holding that day are no longer counted so (the day is
+          -- marked late in the totals).
           local last = tonumber(redis.call('HGET', last_key, path) or '-1')
           if last < day_number then
             redis.call('HSET', last_key, path, day_number)
