@@ -1,7 +1,8 @@
-"""The returns index (hits.lua, restore_returns.lua, range_pages.lua): any range's count
-of distinct pages from a count per day, equal to the brute-force count of the range's
-page-day members; and, where the index cannot be trusted (a site older than it, a late
-day, an import out of order), no count from it, so that the reads count another way.
+"""The returns index (hits.lua, restore_returns.lua, Store._distinct_pages): any range's
+count of distinct pages from a few counters per day, equal to the brute-force count of
+the range's page-day members; and, where the index cannot be trusted (a site older than
+it, a late day, an import out of order), no count from it, so that the reads count
+another way.
 """
 
 from __future__ import annotations
