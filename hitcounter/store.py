@@ -202,6 +202,23 @@ class Keys:
     def returns(self, site: str, day: str) -> str:
         return f"{self._site(site)}:ret:{day}"
 
+    # The hit script's call adds these to a hit's own keys (see _script_calls), not the
+    # hit's layout, so hits spooled before the returns index replay as they are.
+
+    @staticmethod
+    @functools.lru_cache(maxsize=4096)
+    def last_days_beside(pages_key: str) -> str:
+        """The last-day bucket of the paths of a pages bucket (`pages(site, b)`)."""
+        site_prefix, _, bucket = pages_key.rpartition(":pages:")
+        return f"{site_prefix}:last:{bucket}"
+
+    @staticmethod
+    @functools.lru_cache(maxsize=256)
+    def returns_beside(day_key: str) -> tuple[str, int]:
+        """The returns key and the day number of a day hash (`day(site, day)`)."""
+        site_prefix, _, day = day_key.rpartition(":day:")
+        return f"{site_prefix}:ret:{day}", day_number(day)
+
     def visitors(self, site: str, day: str) -> str:
         return f"{self._site(site)}:uv:{day}"
 
@@ -402,23 +419,6 @@ def day_number(day: str) -> int:
 MAX_GAP_DAYS = 512
 
 
-# The script also keeps the returns index (the last and ret keys, see Keys), whose keys
-# and day number follow from a hit's own: they are added to each script call, not to
-# the hit's layout, so hits spooled by a version before the index replay as they are.
-@functools.lru_cache(maxsize=4096)
-def _last_key(pages_key: str) -> str:
-    """The last-day bucket beside a path's pages bucket."""
-    head, _, bucket = pages_key.rpartition(":pages:")
-    return f"{head}:last:{bucket}"
-
-
-@functools.lru_cache(maxsize=256)
-def _returns_of(day_key: str) -> tuple[str, int]:
-    """The returns key and the day number of a day's hash."""
-    head, _, day = day_key.rpartition(":day:")
-    return f"{head}:ret:{day}", day_number(day)
-
-
 def _grouped_order(hits: Sequence[HitCall]) -> list[int]:
     """The hits' indexes, each site's together, sites in order of their first hit.
 
@@ -441,17 +441,17 @@ def _script_calls(hits: Sequence[HitCall]) -> list[ScriptCall]:
         if hit_shared != shared or calls[-1][2] >= MAX_HITS_PER_CALL:
             shared = hit_shared
             # keys[10]: the overflow page's pages bucket; keys[3]: the day's hash.
-            returns, day = _returns_of(keys[3])
+            returns, day = Keys.returns_beside(keys[3])
             calls.append(
                 (
-                    [*hit_shared[0], _last_key(keys[10]), returns],
+                    [*hit_shared[0], Keys.last_days_beside(keys[10]), returns],
                     [*hit_shared[1], day, MAX_GAP_DAYS],
                     0,
                 )
             )
         call_keys, call_args, count = calls[-1]
         call_keys += _hit_keys_of(keys)
-        call_keys.append(_last_key(keys[0]))
+        call_keys.append(Keys.last_days_beside(keys[0]))
         call_args += _hit_args_of(args)
         calls[-1] = (call_keys, call_args, count + 1)
     return calls
@@ -946,9 +946,9 @@ class Store:
     ) -> RangeSummary:
         """Read a range's day hashes, visitors, distinct pages and all-time totals."""
         k = self.keys
-        pages = self._distinct_pages(site, days)
-        if pages is None:
-            pages = self._distinct(site, self._parts(site, "pages", days, today, cache_seconds))
+        pages = self._page_count(
+            site, days, lambda: self._parts(site, "pages", days, today, cache_seconds)
+        )
         pipe = self.redis.pipeline(transaction=False)
         for day in days:
             pipe.hgetall(k.day(site, day))
@@ -1173,6 +1173,14 @@ class Store:
         known = self._scores([(parts[0], members)])[0]
         return first + sum(1 for score in known if score is None)
 
+    def _page_count(
+        self, site: str, days: Sequence[str], parts: Callable[[], Sequence[Part]]
+    ) -> int:
+        """A range's distinct pages: from the returns counts, else from the zsets of
+        `parts()` (made only then: they may sum the range's past days)."""
+        count = self._distinct_pages(site, days)
+        return self._distinct(site, parts()) if count is None else count
+
     def _distinct_pages(self, site: str, days: Sequence[str]) -> int | None:
         """Count the distinct pages of a range (consecutive days, oldest first) from the
         days' returns counts, in time that follows the number of days, not of pages:
@@ -1210,9 +1218,7 @@ class Store:
         """Count and rank the parts' members; `days`: the range's, if they are pages."""
         if len(parts) == 1:
             return self._top_of_part(parts[0], offset, limit)
-        count = self._distinct_pages(site, days) if days else None
-        if count is None:
-            count = self._distinct(site, parts)
+        count = self._page_count(site, days, lambda: parts) if days else self._distinct(site, parts)
         return count, self._top_of_sum(parts, offset, limit)
 
     def _top_of_part(

@@ -71,7 +71,7 @@ local kept_pages = pages_before
 
 local out, out_len = {}, 0
 local raw_count, counted = 0, 0
-local per_hour, per_referrer, uniques = {}, {}, {}
+local per_hour, per_referrer, uniques, per_gap = {}, {}, {}, {}
 local highest_seq, rate_used = 0, false
 
 -- One hit's five return values; site hits as they stand after it.
@@ -150,8 +150,7 @@ for i = 1, n do
             redis.call('HSET', last_key, path, day_number)
             local gap = day_number - last
             if last < 0 or gap > max_gap then gap = 0 end
-            redis.call('BITFIELD', returns, 'INCRBY', 'u32', '#' .. gap, 1)
-            redis.call('EXPIRE', returns, retention, 'NX')
+            per_gap[gap] = (per_gap[gap] or 0) + 1
           else
             returns_late = true
           end
@@ -174,6 +173,17 @@ if highest_seq > 0 and writer ~= '' then
   end
 end
 if rate_used then redis.call('EXPIRE', rate, 120) end
+-- The day's returns counters, one command for all the batch's first views of a page.
+local increments = {}
+for gap, pages in pairs(per_gap) do
+  local at = #increments
+  increments[at + 1], increments[at + 2] = 'INCRBY', 'u32'
+  increments[at + 3], increments[at + 4] = '#' .. gap, pages
+end
+if #increments > 0 then
+  redis.call('BITFIELD', returns, unpack(increments))
+  redis.call('EXPIRE', returns, retention, 'NX')
+end
 if returns_since_unknown then
   redis.call('HSET', totals, 'returns_since', day_number + 1)
 end

@@ -10,8 +10,7 @@
 -- ARGV[4] = the longest gap the counts tell apart (longer ones count as none, at #0)
 -- ARGV[5], ARGV[6], ... = page bucket, path; for each path of the day
 -- Imports restore days oldest first; a day restored after a later one of its paths, or
--- over data it held, is marked late: ranges holding it and starting at or before it are
--- counted another way.
+-- over data it held, is marked late: ranges holding it are counted another way.
 
 local day, expire_at, max_gap = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[4])
 local in_order = ARGV[3] == '0'
@@ -28,10 +27,16 @@ for i = 5, #ARGV, 2 do
     in_order = false
   end
 end
+local increments = {}
 for gap, pages in pairs(by_gap) do
-  redis.call('BITFIELD', KEYS[2], 'INCRBY', 'u32', '#' .. gap, pages)
+  local at = #increments
+  increments[at + 1], increments[at + 2] = 'INCRBY', 'u32'
+  increments[at + 3], increments[at + 4] = '#' .. gap, pages
 end
-if next(by_gap) then redis.call('EXPIREAT', KEYS[2], expire_at) end
+if #increments > 0 then
+  redis.call('BITFIELD', KEYS[2], unpack(increments))
+  redis.call('EXPIREAT', KEYS[2], expire_at)
+end
 if not in_order then
   redis.call('HSET', KEYS[1], 'late:' .. day, 1)
 end

@@ -39,9 +39,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from hitcounter import create_app
-from hitcounter.store import DayRestore, HitWrite, Keys, Store
+from hitcounter.store import DayRestore, Keys, Store
 from hitcounter.warming import RangeWarmer
 from tests.conftest import ADMIN, ADMIN_TOKEN, add_site, spawn_redis
+from tests.stats.test_layout import write
 
 DAYS = 30
 DAY_SHARE = 0.10
@@ -158,7 +159,7 @@ def new_pages_today(client: object, site: str, buckets: int) -> Callable[[], obj
     """A function that gives `buckets` new paths (one in each of as many day buckets)
     their first hit today, through the hit script."""
     store = Store(client)
-    now = datetime.now(UTC)
+    today = datetime.now(UTC).date().isoformat()
 
     def add() -> None:
         wanted = set(range(buckets))
@@ -168,21 +169,7 @@ def new_pages_today(client: object, site: str, buckets: int) -> Callable[[], obj
             bucket = Keys.day_bucket(path)
             if bucket in wanted:
                 wanted.discard(bucket)
-                writes.append(
-                    HitWrite(
-                        site=site,
-                        path=path,
-                        referrer_host="",
-                        visitor="bench",
-                        day=now.date().isoformat(),
-                        hour=now.hour,
-                        minute=int(now.timestamp()) // 60,
-                        dedupe_seconds=0,
-                        rate_limit=0,
-                        max_pages=10**6,
-                        retention_seconds=400 * 86400,
-                    )
-                )
+                writes.append(write(path, site=site, day=today, max_pages=10**6))
         store.record_hits(writes)
 
     return add

@@ -12,21 +12,22 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-import fakeredis
 import pytest
 
 from hitcounter import store as store_module
-from hitcounter.store import RESP_PROTOCOL, DayRestore, Store, connect
+from hitcounter.store import DayRestore, Store, connect
 from tests.conftest import ADMIN, add_site, make_app
 from tests.stats.test_layout import FAR, write
+from tests.stats.test_store_reads import brute_force as sum_of_zsets
 
 START = date(2026, 2, 20)
 DAYS = [(START + timedelta(days=n)).isoformat() for n in range(12)]
 
 
 def brute_force(store: Store, site: str, days: list[str]) -> int:
-    keys = [key for day in days for key in store.keys.page_days(site, day)]
-    return len({m for key in keys for m in store.redis.zrange(key, 0, -1)})
+    return len(
+        sum_of_zsets(store, [key for day in days for key in store.keys.page_days(site, day)])
+    )
 
 
 def ranges(days: list[str]) -> list[list[str]]:
@@ -49,8 +50,8 @@ def hits_in_order(store: Store, site: str, rng: random.Random, **write_args: Any
 
 
 @pytest.fixture
-def store() -> Store:
-    return Store(fakeredis.FakeRedis(server=fakeredis.FakeServer(), protocol=RESP_PROTOCOL))
+def store(fake_store: Store) -> Store:
+    return fake_store
 
 
 @pytest.mark.parametrize("seed", range(6))
