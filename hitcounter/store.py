@@ -6,6 +6,7 @@ is turned into `StoreUnavailable` here, once, at the boundary.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -13,6 +14,7 @@ import operator
 import secrets
 import struct
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -45,6 +47,8 @@ REPLACED_UNION_SECONDS = 2
 OVERLAPS_SECONDS = 86400
 # How deep the first read of each zset goes when ranking a sum of zsets.
 TOP_FIRST_DEPTH = 100
+# Rankings whose rows read a Store keeps (see Store._top_of_sum).
+SUM_ROWS_KEPT = 256
 # Of `depth` rows wanted from one day's buckets, each bucket gives this many times its
 # share (the top rows are spread over them, but not evenly).
 BUCKET_SHARE = 2
@@ -535,6 +539,95 @@ class Part:
         return max(1, -(-BUCKET_SHARE * depth // len(self.keys)))
 
 
+class _SumReader:
+    """The rows of a ranked sum's parts read so far (Store._top_of_sum), and the score of
+    each member seen in every part. Each round reads on from where the last stopped.
+
+    Every part has the same keys' layout: one key, or the day buckets, so a member read
+    from key j of one part can only be in key j of each other part.
+    """
+
+    def __init__(self, client: Any, parts: Sequence[Part]) -> None:
+        self.redis = client
+        self.parts = parts
+        self.width = len(parts[0].keys)
+        assert all(len(part.keys) == self.width for part in parts), "parts of one layout"
+        # tops[n][j]: the rows read from key j of part n, best first.
+        self.tops: list[list[list[tuple[Any, float]]]] = [[[] for _ in p.keys] for p in parts]
+        # scores[n][j]: each member seen in key j of any part, its score in part n (0: none).
+        self.scores: list[list[dict[Any, float]]] = [[{} for _ in p.keys] for p in parts]
+        self.rows = [0] * len(parts)  # rows asked of each key of each part so far
+
+    def read_to(self, rows: list[int]) -> None:
+        """Read each part's keys on to `rows` rows, in one round trip, then look the
+        members seen for the first time up in the parts that did not read them."""
+        pipe = self.redis.pipeline(transaction=False)
+        reads = []
+        for n, part in enumerate(self.parts):
+            for j, key in enumerate(part.keys):
+                # A key that gave fewer rows than asked has no more.
+                if rows[n] > self.rows[n] and len(self.tops[n][j]) == self.rows[n]:
+                    pipe.zrevrange(key, self.rows[n], rows[n] - 1, withscores=True)
+                    reads.append((n, j))
+        fresh: list[set[Any]] = [set() for _ in range(self.width)]
+        for (n, j), top in zip(reads, pipe.execute(), strict=True):
+            self.tops[n][j] += top
+            read = dict(top)
+            self.scores[n][j].update(read)
+            fresh[j].update(read)
+        self.rows = [max(before, now) for before, now in zip(self.rows, rows, strict=True)]
+        pipe = self.redis.pipeline(transaction=False)
+        asked = []
+        for n, part in enumerate(self.parts):
+            for j, key in enumerate(part.keys):
+                missing = [m for m in fresh[j] if m not in self.scores[n][j]]
+                if missing:
+                    pipe.zmscore(key, missing)
+                    asked.append((n, j, missing))
+        for (n, j, missing), found in zip(asked, pipe.execute(), strict=True):
+            self.scores[n][j].update(zip(missing, (score or 0 for score in found), strict=True))
+
+    def highest_unread(self, n: int, rows: int | None = None) -> float:
+        """The highest score part n may hold past the first `rows` rows of each key (by
+        default, all read), as far as the rows read tell: the last of those rows of a key
+        that may hold more (0: none does)."""
+        rows = self.rows[n] if rows is None else rows
+        return max((top[rows - 1][1] for top in self.tops[n] if len(top) >= rows), default=0.0)
+
+    def complete(self) -> bool:
+        return all(
+            len(top) < rows for tops, rows in zip(self.tops, self.rows, strict=True) for top in tops
+        )
+
+    def sums(self) -> dict[Any, float]:
+        """Every member seen, with its sum over the parts."""
+        sums: dict[Any, float] = {}
+        for j in range(self.width):
+            total = dict(self.scores[0][j])
+            for part in self.scores[1:]:
+                for member, score in part[j].items():
+                    total[member] += score
+            sums.update(total)
+        return sums
+
+    def rows_needed(self, cut: float) -> list[int]:
+        """The fewest rows of each part (of those read) whose bound stays below `cut`, the
+        last wanted row's sum: a read of those alone would have given the same answer.
+        Each part in turn takes the fewest given the others' (a bound falls as it reads)."""
+        needed = list(self.rows)
+        for n in range(len(self.parts)):
+            others = sum(self.highest_unread(m, r) for m, r in enumerate(needed) if m != n)
+            low, high = 1, needed[n]  # high is enough
+            while low < high:
+                middle = (low + high) // 2
+                if others + self.highest_unread(n, middle) < cut:
+                    high = middle
+                else:
+                    low = middle + 1
+            needed[n] = high
+        return needed
+
+
 @dataclass(frozen=True)
 class DaySnapshot:
     fields: dict[str, int]
@@ -604,6 +697,9 @@ class Store:
         self._count_pages_script = client.register_script(_lua("count_pages.lua"))
         self._distinct_script = client.register_script(_lua("distinct.lua"))
         self._restore_returns_script = client.register_script(_lua("restore_returns.lua"))
+        # The rows of each key of a ranked sum's parts its last read needed, if more than
+        # a first read's (see _top_of_sum): by its parts' keys and the rows wanted.
+        self._sum_rows: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()
 
     # -- the hit path -------------------------------------------------------------------
 
@@ -1261,45 +1357,53 @@ class Store:
     def _top_of_sum(self, parts: Sequence[Part], offset: int, limit: int) -> list[tuple[str, int]]:
         """Rank the members of several parts by the sum of their scores (Fagin's TA).
 
-        Read the top of each zset (`depth` rows; a bucket of a part, its share of them);
-        every member seen gets its exact sum (its score in each part: read, or looked up
-        with ZMSCORE in its key of the part). A member never seen scores at most the sum,
-        over the parts, of the highest last score read from the part's keys read only in
-        part (it is in one key of each part, and not in the keys read to the end), so
-        once the last wanted row beats that, the answer is complete; else read deeper.
+        Read the top rows of each zset (a bucket of a part, its share of them); every
+        member seen gets its exact sum (its score in each part: read, or looked up). A
+        member never seen scores at most the sum, over the parts, of the highest last
+        score read from the part's keys read only in part (the bound), so once the last
+        wanted row beats that, the answer is complete; else read on, deeper.
         Ties are ordered as ZREVRANGE would order them on the summed zset.
         """
         wanted = offset + limit
-        depth = max(wanted, TOP_FIRST_DEPTH)
+        first = [part.depth(max(wanted, TOP_FIRST_DEPTH)) for part in parts]
+        # A ranking read again (a dashboard refreshing, its readers) starts with the rows
+        # it last needed; any rows give the exact answer, these just read less.
+        ranking = (tuple(part.keys[0] for part in parts), wanted)
+        rows = self._sum_rows.get(ranking, first)
+        reader = _SumReader(self.redis, parts)
         while True:
-            reads = [
-                (n, key, part.depth(depth)) for n, part in enumerate(parts) for key in part.keys
-            ]
-            pipe = self.redis.pipeline(transaction=False)
-            for _, key, rows in reads:
-                pipe.zrevrange(key, 0, rows - 1, withscores=True)
-            known: list[dict[Any, float]] = [{} for _ in parts]
-            highest_unread = [0.0] * len(parts)
-            complete = True
-            for (n, _, rows), top in zip(reads, pipe.execute(), strict=True):
-                known[n].update(top)
-                if len(top) == rows:
-                    complete = False
-                    highest_unread[n] = max(highest_unread[n], top[-1][1])
+            reader.read_to(rows)
+            highest_unread = [reader.highest_unread(n) for n in range(len(parts))]
             bound = sum(highest_unread)
-            seen = list({member for scores in known for member in scores})
-            asks = [(part, [m for m in seen if m not in known[n]]) for n, part in enumerate(parts)]
-            for n, found in enumerate(self._scores(asks)):
-                known[n].update((m, s or 0) for m, s in zip(asks[n][1], found, strict=True))
-            # Every member seen now has a score in every part (0 where it is not in it).
-            sums = dict(known[0])
-            for part_scores in known[1:]:
-                for member, score in part_scores.items():
-                    sums[member] += score
-            ranked = sorted(seen, key=lambda m: (sums[m], m), reverse=True)
-            if complete or (len(ranked) >= wanted and sums[ranked[wanted - 1]] > bound):
+            complete = reader.complete()
+            sums = reader.sums()
+            # Only members above the bound can be among the wanted rows when it holds.
+            ranked = [m for m, total in sums.items() if complete or total > bound]
+            if complete or len(ranked) >= wanted:
+                ranked.sort(key=lambda m: (sums[m], m), reverse=True)
+                cut = sums[ranked[wanted - 1]] if len(ranked) >= wanted else 0
+                self._remember_rows(ranking, reader.rows_needed(cut), first)
                 return [(_text(m), int(sums[m])) for m in ranked[offset:wanted]]
-            depth *= 4
+            # Read on where it lowers the bound: in the parts holding much of it. A
+            # range's past days' sum scores far above today's alone, and reading more of
+            # today's flat scores would hardly lower it. The highest always reads on.
+            rows = [
+                part_rows * 2 if unread * 2 * len(parts) >= bound else part_rows
+                for part_rows, unread in zip(rows, highest_unread, strict=True)
+            ]
+
+    def _remember_rows(self, ranking: tuple[Any, ...], rows: list[int], first: list[int]) -> None:
+        """Keep the rows a ranked sum needed, with some to spare as today's hits change
+        it (at most SUM_ROWS_KEPT rankings: the oldest goes first); none if the first
+        read's rows are enough."""
+        if all(r <= f for r, f in zip(rows, first, strict=True)):
+            self._sum_rows.pop(ranking, None)
+            return
+        if ranking not in self._sum_rows and len(self._sum_rows) >= SUM_ROWS_KEPT:
+            # One call, safe beside other threads' reads (gthread workers).
+            with contextlib.suppress(KeyError):
+                self._sum_rows.popitem(last=False)
+        self._sum_rows[ranking] = [max(f, r + r // 4) for r, f in zip(rows, first, strict=True)]
 
     @wrap_redis_errors
     def forget_unions(self, site: str) -> None:

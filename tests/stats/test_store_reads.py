@@ -21,17 +21,19 @@ def brute_force(store: Store, keys: list[str]) -> list[tuple[str, int]]:
 
 
 def random_parts(store: Store, rng: random.Random) -> list[Part]:
-    """Two to four parts, each one zset or the buckets of one day, written at random."""
+    """Two to four parts, all one zset or all the buckets of one day, written at random."""
     members = [f"/p{n}" for n in range(rng.choice([5, 150, 700]))]
     parts: list[Part] = []
+    # One layout for all parts, as a range's sum has: one zset each, or a day's buckets.
+    bucketed = rng.random() < 0.5
     for n in range(rng.randint(2, 4)):
         chosen = rng.sample(members, rng.randint(0, len(members)))
         # Few distinct scores: many ties, and a flat spread that makes the algorithm dig.
         scores = {m: rng.choice([1, 2, 3, rng.randint(1, 500)]) for m in chosen}
-        if rng.random() < 0.5:
-            part = Part((f"z{n}",))
-        else:
+        if bucketed:
             part = Part(tuple(store.keys.page_days("s", f"2026-01-0{n + 1}")), bucketed=True)
+        else:
+            part = Part((f"z{n}",))
         for member, score in scores.items():
             store.redis.zadd(part.key_of(member), {member: score})
         parts.append(part)
@@ -156,3 +158,43 @@ def test_a_read_counts_again_only_the_buckets_that_changed(redis_server: RedisSe
     store.redis.zincrby(parts[1].key_of("/new"), 1, "/new")  # a new page today
     assert store._distinct("s", parts) == distinct(store, parts)
     assert zintercards(redis_server) == filled + 1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ranked_sum_read_again_stays_exact_as_today_changes(seed: int) -> None:
+    """A ranking read again starts with the rows it last needed (Store._sum_rows); the
+    answer stays exact when today's hits make those depths too shallow or too deep."""
+    rng = random.Random(seed)
+    store = Store(fakeredis.FakeRedis())
+    union = Part(tuple(store.keys.union("s", "pages", "2026-01-01", "2026-01-29")), bucketed=True)
+    today = Part(tuple(store.keys.page_days("s", "2026-01-30")), bucketed=True)
+    paths = [f"/p{n}" for n in range(3000)]
+    # Flat scores, past and today alike: the threshold has to read deep.
+    for path in rng.sample(paths, 2500):
+        store.redis.zadd(union.key_of(path), {path: rng.randint(1, 300)})
+    for path in rng.sample(paths, 800):
+        store.redis.zadd(today.key_of(path), {path: rng.randint(1, 300)})
+    parts = [union, today]
+    keys = [*union.keys, *today.keys]
+    for _ in range(6):
+        for offset, limit in [(0, 10), (100, 100), (0, 300)]:
+            expected = brute_force(store, keys)[offset : offset + limit]
+            assert store._top_of_sum(parts, offset, limit) == expected
+            assert store._top_of_sum(parts, offset, limit) == expected  # from known depths
+        # Today changes: a few pages jump far ahead, others gain a little.
+        for path in rng.sample(paths, 30):
+            store.redis.zincrby(today.key_of(path), rng.choice([1, 5, 400]), path)
+    assert store._sum_rows, "deep rankings keep the rows they needed"
+
+
+def test_known_rows_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("hitcounter.store.SUM_ROWS_KEPT", 3)
+    store = Store(fakeredis.FakeRedis())
+    rng = random.Random(5)
+    for n in range(6):
+        parts = [Part((f"a{n}",)), Part((f"b{n}",))]
+        for key in (f"a{n}", f"b{n}"):
+            store.redis.zadd(key, {f"/p{i}": rng.randint(1, 300) for i in range(2000)})
+        expected = brute_force(store, [f"a{n}", f"b{n}"])[150:200]
+        assert store._top_of_sum(parts, 150, 50) == expected
+    assert 0 < len(store._sum_rows) <= 3
