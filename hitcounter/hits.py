@@ -7,9 +7,10 @@ so the same rules apply whatever the form of embedding.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from hitcounter import metrics
@@ -106,8 +107,11 @@ class HitRecorder:
 
     def record(self, hit: HitRequest, *, now: datetime | None = None) -> HitOutcome:
         """Apply one hit; StoreUnavailable (SpoolFull included) means it was not kept."""
+        # Minutes since the epoch (UTC): what the rules below need of the time, without
+        # building a datetime per hit.
+        minute = int(time.time() if now is None else now.timestamp()) // 60
         try:
-            outcome = self._record(hit, now or datetime.now(UTC))
+            outcome = self._record(hit, minute)
         except StoreUnavailable as exc:
             # Answered 503: a hit lost to an outage is counted, never acknowledged.
             metrics.observe_unkept("spool_full" if isinstance(exc, SpoolFull) else "unavailable")
@@ -115,7 +119,7 @@ class HitRecorder:
         metrics.observe_hit(outcome)
         return outcome
 
-    def _record(self, hit: HitRequest, now: datetime) -> HitOutcome:
+    def _record(self, hit: HitRequest, minute: int) -> HitOutcome:
         try:
             name = validate_site_name(hit.site)
         except InvalidInput as exc:
@@ -123,7 +127,6 @@ class HitRecorder:
         site = self.sites.get(name)
         if site is None:
             return HitOutcome(False, "unknown_site", "", message=f"no site named {name!r}")
-        minute = int(now.timestamp()) // 60
         day, hour = local_day_and_hour(site.timezone, minute)
         if hit.prefetch:
             return HitOutcome(False, "prefetch", "", message="prefetch is not a view", site=site)
@@ -144,7 +147,7 @@ class HitRecorder:
                 site=name,
                 path=path,
                 referrer_host=self._external_host(hit.referrer, source_host, site),
-                visitor=self.visitors.visitor_id(name, hit.ip, hit.user_agent, now),
+                visitor=self.visitors.visitor_id(name, hit.ip, hit.user_agent, minute),
                 day=day,
                 hour=hour,
                 minute=minute,

@@ -179,10 +179,14 @@ def client_ip(
     if not trusted or not forwarded_for or peer not in trusted:
         return peer
     hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
-    for hop in reversed(hops):
+    if not hops:
+        return peer
+    # The leftmost hop is the answer whether it is trusted or not (nothing lies beyond
+    # it), so it is never tested: behind one proxy, no hit parses an address.
+    for hop in reversed(hops[1:]):
         if hop not in trusted:
             return hop
-    return hops[0] if hops else peer
+    return hops[0]
 
 
 def _parse_ip(address: str) -> tuple[int, int] | None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import date
 
 from hitcounter.singleflight import SingleFlight
 from hitcounter.store import Store
 
 VISITOR_ID_BYTES = 8
+MINUTES_A_DAY = 1440
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 class VisitorHasher:
@@ -16,24 +18,28 @@ class VisitorHasher:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        # The day and its HMAC state, replaced together (one assignment, so a thread
-        # never sees one day's key with another day's name).
-        self._keyed: tuple[str, KeyedSha256] | None = None
+        # The UTC day's number and its HMAC state, replaced together (one assignment, so
+        # a thread never sees one day's key with another day's number).
+        self._keyed: tuple[int, KeyedSha256] | None = None
         self._salts: SingleFlight[bytes] = SingleFlight()
 
-    def _keyed_for(self, utc_now: datetime) -> KeyedSha256:
-        """HMAC-SHA256 keyed with today's salt, fetched from Redis once a day per process."""
-        day = utc_now.date().isoformat()
+    def _keyed_for(self, utc_minute: int) -> KeyedSha256:
+        """HMAC-SHA256 keyed with the UTC day's salt, fetched from Redis once a day per
+        process. The day is told by its number, not its date: a hit compares integers."""
+        day_number = utc_minute // MINUTES_A_DAY
         keyed = self._keyed
-        if keyed is None or keyed[0] != day:
+        if keyed is None or keyed[0] != day_number:
             # The requests of a new day (or a new worker) fetch its salt once.
-            keyed = (day, KeyedSha256(self._salts.do(day, lambda: self.store.daily_salt(day))))
+            day = date.fromordinal(EPOCH_ORDINAL + day_number).isoformat()
+            salt = self._salts.do(day, lambda: self.store.daily_salt(day))
+            keyed = (day_number, KeyedSha256(salt))
             self._keyed = keyed
         return keyed[1]
 
-    def visitor_id(self, site: str, ip: str, user_agent: str, utc_now: datetime) -> str:
+    def visitor_id(self, site: str, ip: str, user_agent: str, utc_minute: int) -> str:
+        """The visitor's id on the UTC day of `utc_minute` (minutes since the epoch)."""
         message = "\0".join((site, ip, user_agent)).encode("utf-8", "surrogatepass")
-        return self._keyed_for(utc_now).digest(message)[:VISITOR_ID_BYTES].hex()
+        return self._keyed_for(utc_minute).digest(message)[:VISITOR_ID_BYTES].hex()
 
 
 class KeyedSha256:

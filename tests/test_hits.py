@@ -244,13 +244,18 @@ def test_only_two_salts_exist(fake_store: Store) -> None:
     assert left == [f"hc:salt:{yesterday}", f"hc:salt:{today}"]
 
 
+def minute_of(moment: datetime) -> int:
+    return int(moment.timestamp()) // 60
+
+
 def test_visitor_id_changes_with_the_salt(app: Flask) -> None:
     with app.app_context():
         hasher = get_services().recorder.visitors
-        day1 = hasher.visitor_id("blog", "192.0.2.1", BROWSER_UA, NOW)
-        again = hasher.visitor_id("blog", "192.0.2.1", BROWSER_UA, NOW)
-        other_site = hasher.visitor_id("news", "192.0.2.1", BROWSER_UA, NOW)
-        day2 = hasher.visitor_id("blog", "192.0.2.1", BROWSER_UA, datetime(2026, 3, 11, tzinfo=UTC))
+        day1 = hasher.visitor_id("blog", "192.0.2.1", BROWSER_UA, minute_of(NOW))
+        again = hasher.visitor_id("blog", "192.0.2.1", BROWSER_UA, minute_of(NOW) + 5)
+        other_site = hasher.visitor_id("news", "192.0.2.1", BROWSER_UA, minute_of(NOW))
+        next_day = datetime(2026, 3, 11, tzinfo=UTC)
+        day2 = hasher.visitor_id("blog", "192.0.2.1", BROWSER_UA, minute_of(next_day))
     assert day1 == again
     assert len({day1, other_site, day2}) == 3
     assert len(day1) == 16
@@ -262,7 +267,9 @@ def test_visitor_id_is_an_hmac_of_the_day_salt(app: Flask) -> None:
     now = datetime.now(UTC)  # a past day's salt would expire at once
     with app.app_context():
         services = get_services()
-        visitor = services.recorder.visitors.visitor_id("blog", "192.0.2.1", BROWSER_UA, now)
+        visitor = services.recorder.visitors.visitor_id(
+            "blog", "192.0.2.1", BROWSER_UA, minute_of(now)
+        )
         salt = services.store.daily_salt(now.date().isoformat())
     message = "\x00".join(("blog", "192.0.2.1", BROWSER_UA)).encode()
     assert visitor == hmac.digest(salt, message, "sha256")[:8].hex()

@@ -91,6 +91,6 @@ def test_a_new_day_fetches_its_salt_once_for_a_burst(
     salt = SlowCount(b"s" * 32)
     monkeypatch.setattr(fake_store, "daily_salt", salt)
     hasher = VisitorHasher(fake_store)
-    now = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-    ids = burst(12, lambda: hasher.visitor_id("blog", "192.0.2.1", BROWSER_UA, now))
+    minute = int(datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()) // 60
+    ids = burst(12, lambda: hasher.visitor_id("blog", "192.0.2.1", BROWSER_UA, minute))
     assert len(set(ids)) == 1 and salt.calls == 1
