@@ -110,6 +110,14 @@ def test_beacon_accepts_json_content_type(client: FlaskClient) -> None:
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-32"])
+def test_beacon_reads_json_in_any_encoding_json_allows(client: FlaskClient, encoding: str) -> None:
+    text = json.dumps({"site": "blog", "path": "/é"}, ensure_ascii=False)
+    response = beacon(client, text.encode(encoding))
+    assert response.status_code == 200
+    assert response.get_json()["path"] == "/é"
+
+
 def test_beacon_refused_origin_gets_reason_with_cors(client: FlaskClient) -> None:
     response = beacon(client, {"site": "blog", "path": "/"}, Origin="https://evil.example")
     assert response.status_code == 403
