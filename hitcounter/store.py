@@ -375,8 +375,11 @@ def _not_run(result: Any) -> Any:
     return result
 
 
-def _lua(name: str) -> str:
-    return resources.files("hitcounter").joinpath("lua", name).read_text(encoding="utf-8")
+def _lua(*names: str) -> str:
+    """A script: the named files of hitcounter/lua, one after the other (the first ones
+    define functions the last calls; Redis scripts cannot load one another)."""
+    folder = resources.files("hitcounter").joinpath("lua")
+    return "".join(folder.joinpath(name).read_text(encoding="utf-8") for name in names)
 
 
 def _text(value: Any) -> str:
@@ -416,6 +419,11 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 def day_number(day: str) -> int:
     """A local date (ISO) as days since 1970-01-01, as the returns index keeps days."""
     return date.fromisoformat(day).toordinal() - _EPOCH_ORDINAL
+
+
+def day_of_number(number: int) -> str:
+    """The ISO date of a day number (the inverse of day_number)."""
+    return date.fromordinal(_EPOCH_ORDINAL + number).isoformat()
 
 
 # The longest gap between two days of one page that the returns counts tell apart: a
@@ -675,7 +683,7 @@ class Store:
         self.is_cluster = isinstance(client, RedisCluster)
         # register_script sends EVALSHA and loads the script once if the server lacks it;
         # a NOSCRIPT answer means nothing ran, so that retry cannot count twice.
-        self._hit_script = client.register_script(_lua("hits.lua"))
+        self._hit_script = client.register_script(_lua("returns.lua", "hits.lua"))
         self._connection: Any = None
         # Concurrent hits of one process share round trips (see batching.py).
         # A batch's round trip is timed as one record_hit (a hit's own wait is its
@@ -696,7 +704,9 @@ class Store:
         self._drop_script = client.register_script(_lua("drop.lua"))
         self._count_pages_script = client.register_script(_lua("count_pages.lua"))
         self._distinct_script = client.register_script(_lua("distinct.lua"))
-        self._restore_returns_script = client.register_script(_lua("restore_returns.lua"))
+        self._restore_returns_script = client.register_script(
+            _lua("returns.lua", "restore_returns.lua")
+        )
         # The rows of each key of a ranked sum's parts its last read needed, if more than
         # a first read's (see _top_of_sum): by its parts' keys and the rows wanted.
         self._sum_rows: OrderedDict[tuple[Any, ...], list[int]] = OrderedDict()

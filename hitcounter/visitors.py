@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import date
 
 from hitcounter.singleflight import SingleFlight
-from hitcounter.store import Store
+from hitcounter.store import Store, day_of_number
 
 VISITOR_ID_BYTES = 8
 MINUTES_A_DAY = 1440
-EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 class VisitorHasher:
@@ -30,7 +28,7 @@ class VisitorHasher:
         keyed = self._keyed
         if keyed is None or keyed[0] != day_number:
             # The requests of a new day (or a new worker) fetch its salt once.
-            day = date.fromordinal(EPOCH_ORDINAL + day_number).isoformat()
+            day = day_of_number(day_number)
             salt = self._salts.do(day, lambda: self.store.daily_salt(day))
             keyed = (day_number, KeyedSha256(salt))
             self._keyed = keyed

@@ -1,9 +1,9 @@
 """Sum the dashboard's ranges' past days ahead of their first read each day.
 
 Top pages and referrers of a range add up its days' zsets (its distinct pages come from
-the returns counts, see Store._distinct_pages, except where those do not cover it). The sum of
-the past days is kept (Store._past_union), so later reads only merge today's; but the
-first read of a range each day builds it, in time that follows the range's page-days:
+the returns counts, see Store._distinct_pages, except where those do not cover it). The
+sum of the past days is kept (Store._past_union), so later reads only merge today's; but
+the first read of a range each day builds it, in time that follows the range's page-days:
 about 80 ms for 30 days of 10,000 pages each, 4 ms for 100 pages a day. For the ranges
 the dashboard links to (the last 7, 30 and 90 days; 30 is the API's default), a worker
 builds those sums after each site's local midnight and keeps them until the next, so no

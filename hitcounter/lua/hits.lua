@@ -1,4 +1,5 @@
 -- Record a batch of page views of one site, atomically, in one script call.
+-- (Loaded after returns.lua, whose note_day and add_returns it calls.)
 --
 -- The hits of a batch share their site, local day, minute and writer (store.py groups
 -- them so), so the site's counters are read once, added up here and written once: a
@@ -139,19 +140,9 @@ for i = 1, n do
         if tonumber(redis.call('ZINCRBY', page_day_key, 1, path)) == 1 then
           -- The path's first hit of the day, maybe its bucket's first: expire it once.
           redis.call('EXPIRE', page_day_key, retention, 'NX')
-          -- A path is in a range's distinct pages once: on the range's first day, or on
-          -- a later day it came back to after none of the range's days before; so the
-          -- day's count by gap since the path's previous day counts ranges (see
-          -- Store._distinct_pages). Days come in order, but a replayed hit of a day past
-          -- comes late: ranges holding that day are no longer counted so (the day is
-          -- marked late in the totals).
-          local last = tonumber(redis.call('HGET', last_key, path) or '-1')
-          if last < day_number then
-            redis.call('HSET', last_key, path, day_number)
-            local gap = day_number - last
-            if last < 0 or gap > max_gap then gap = 0 end
-            per_gap[gap] = (per_gap[gap] or 0) + 1
-          else
+          -- Its day in the returns index (returns.lua). Days come in order, but a
+          -- replayed hit of a day past comes late: the day is marked in the totals.
+          if not note_day(last_key, path, day_number, max_gap, per_gap) then
             returns_late = true
           end
         end
@@ -174,14 +165,7 @@ if highest_seq > 0 and writer ~= '' then
 end
 if rate_used then redis.call('EXPIRE', rate, 120) end
 -- The day's returns counters, one command for all the batch's first views of a page.
-local increments = {}
-for gap, pages in pairs(per_gap) do
-  local at = #increments
-  increments[at + 1], increments[at + 2] = 'INCRBY', 'u32'
-  increments[at + 3], increments[at + 4] = '#' .. gap, pages
-end
-if #increments > 0 then
-  redis.call('BITFIELD', returns, unpack(increments))
+if add_returns(returns, per_gap) then
   redis.call('EXPIRE', returns, retention, 'NX')
 end
 if returns_since_unknown then

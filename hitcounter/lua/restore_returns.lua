@@ -1,5 +1,6 @@
 -- Keep the returns index (see hits.lua and Store._distinct_pages) for a day an import
 -- restored: the day's paths, as the hit script notes a path's first hit of a day.
+-- (Loaded after returns.lua, whose note_day and add_returns it calls.)
 --
 -- KEYS[1]  = totals   hash  late:<day number>: days written after later ones
 -- KEYS[2]  = returns  string: the day's count of pages by gap since their previous day
@@ -16,25 +17,11 @@ local day, expire_at, max_gap = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[4])
 local in_order = ARGV[3] == '0'
 local by_gap = {}
 for i = 5, #ARGV, 2 do
-  local last_key, path = KEYS[3 + tonumber(ARGV[i])], ARGV[i + 1]
-  local last = tonumber(redis.call('HGET', last_key, path) or '-1')
-  if last < day then
-    redis.call('HSET', last_key, path, day)
-    local gap = day - last
-    if last < 0 or gap > max_gap then gap = 0 end
-    by_gap[gap] = (by_gap[gap] or 0) + 1
-  else
+  if not note_day(KEYS[3 + tonumber(ARGV[i])], ARGV[i + 1], day, max_gap, by_gap) then
     in_order = false
   end
 end
-local increments = {}
-for gap, pages in pairs(by_gap) do
-  local at = #increments
-  increments[at + 1], increments[at + 2] = 'INCRBY', 'u32'
-  increments[at + 3], increments[at + 4] = '#' .. gap, pages
-end
-if #increments > 0 then
-  redis.call('BITFIELD', KEYS[2], unpack(increments))
+if add_returns(KEYS[2], by_gap) then
   redis.call('EXPIREAT', KEYS[2], expire_at)
 end
 if not in_order then
